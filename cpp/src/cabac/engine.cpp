@@ -1,0 +1,182 @@
+// Arithmetic engine of DeepCABAC (the HEVC/VVC design with a 9-bit range).
+#include "nnr/cabac.h"
+
+namespace nnr {
+
+namespace {
+inline uint32_t clz32(uint32_t x) { return static_cast<uint32_t>(__builtin_clz(x)); }
+}  // namespace
+
+// ---------------------------------------------------------------- encoder
+
+void BinEncoder::encode(uint32_t bin, Context& ctx) {
+  const uint32_t lps = ctx.rlps(range_);
+  range_ -= lps;
+  if (bin == ctx.mps()) {
+    if (range_ < 256) {
+      range_ += range_;
+      low_ += low_;
+      bits_left_ -= 1;
+      if (bits_left_ < 12) write_out();
+    }
+  } else {
+    const uint32_t n = clz32(lps) - 23;
+    low_ += range_;
+    range_ = lps << n;
+    low_ <<= n;
+    bits_left_ -= n;
+    if (bits_left_ < 12) write_out();
+  }
+  ctx.update(bin);
+}
+
+void BinEncoder::encode_bypass(uint32_t bin) {
+  low_ <<= 1;
+  if (bin) low_ += range_;
+  bits_left_--;
+  if (bits_left_ < 12) write_out();
+}
+
+void BinEncoder::encode_bypass_bins(uint32_t bins, uint32_t count) {
+  while (count > 8) {
+    count -= 8;
+    const uint32_t pattern = bins >> count;
+    low_ = (low_ << 8) + range_ * pattern;
+    bins -= pattern << count;
+    bits_left_ -= 8;
+    if (bits_left_ < 12) write_out();
+  }
+  low_ = (low_ << count) + range_ * bins;
+  bits_left_ -= count;
+  if (bits_left_ < 12) write_out();
+}
+
+void BinEncoder::encode_terminate(uint32_t bin) {
+  range_ -= 2;
+  if (bin) {
+    low_ += range_;
+    low_ <<= 7;
+    range_ = 2 << 7;
+    bits_left_ -= 7;
+  } else if (range_ >= 256) {
+    return;
+  } else {
+    low_ <<= 1;
+    range_ <<= 1;
+    bits_left_--;
+  }
+  if (bits_left_ < 12) write_out();
+}
+
+void BinEncoder::write_out() {
+  const uint32_t lead = low_ >> (24 - bits_left_);
+  bits_left_ += 8;
+  low_ &= 0xFFFFFFFFu >> bits_left_;
+  if (lead == 0xFF) {
+    num_buffered_++;
+    return;
+  }
+  if (num_buffered_ > 0) {
+    const uint32_t carry = lead >> 8;
+    out_.push_back(static_cast<uint8_t>(buffered_byte_ + carry));
+    buffered_byte_ = static_cast<uint8_t>(lead & 0xFF);
+    const uint8_t fill = static_cast<uint8_t>((0xFF + carry) & 0xFF);
+    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(fill);
+  } else {
+    num_buffered_ = 1;
+    buffered_byte_ = static_cast<uint8_t>(lead);
+  }
+}
+
+void BinEncoder::finish() {
+  if (low_ >> (32 - bits_left_)) {
+    out_.push_back(static_cast<uint8_t>(buffered_byte_ + 1));
+    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(0x00);
+    low_ -= 1u << (32 - bits_left_);
+  } else {
+    if (num_buffered_ > 0) out_.push_back(buffered_byte_);
+    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(0xFF);
+  }
+  // Stop bit, then left-align and write the remaining bytes.
+  low_ >>= 8;
+  low_ <<= 1;
+  low_++;
+  bits_left_--;
+  low_ <<= (32 - (24 - bits_left_));
+  for (uint32_t i = 0; i < 24 - bits_left_; i += 8) out_.push_back(static_cast<uint8_t>((low_ >> (24 - i)) & 0xFF));
+}
+
+// ---------------------------------------------------------------- decoder
+
+BinDecoder::BinDecoder(const uint8_t* data, size_t size) : data_(data), size_(size) {
+  const uint32_t b0 = next_byte();
+  const uint32_t b1 = next_byte();
+  value_ = (b0 << 8) | b1;
+}
+
+uint32_t BinDecoder::decode(Context& ctx) {
+  const uint32_t lps = ctx.rlps(range_);
+  const uint32_t mps_range = range_ - lps;
+  uint32_t bin;
+  if ((value_ >> 7) >= mps_range) {  // LPS
+    bin = 1 - ctx.mps();
+    value_ -= mps_range << 7;
+    range_ = lps;
+  } else {
+    bin = ctx.mps();
+    range_ = mps_range;
+  }
+  const uint32_t n = clz32(range_) - 23;
+  range_ <<= n;
+  value_ <<= n;
+  bits_needed_ += static_cast<int32_t>(n);
+  if (bits_needed_ >= 0) {
+    value_ += next_byte() << bits_needed_;
+    bits_needed_ -= 8;
+  }
+  ctx.update(bin);
+  return bin;
+}
+
+uint32_t BinDecoder::decode_bypass() {
+  value_ += value_;
+  if (++bits_needed_ >= 0) {
+    value_ += next_byte();
+    bits_needed_ = -8;
+  }
+  const uint32_t scaled = range_ << 7;
+  if (value_ >= scaled) {
+    value_ -= scaled;
+    return 1;
+  }
+  return 0;
+}
+
+uint32_t BinDecoder::decode_bypass_bins(uint32_t count) {
+  uint32_t bins = 0;
+  for (uint32_t i = 0; i < count; ++i) bins = (bins << 1) | decode_bypass();
+  return bins;
+}
+
+uint32_t BinDecoder::decode_terminate() {
+  range_ -= 2;
+  const uint32_t scaled = range_ << 7;
+  if (value_ >= scaled) return 1;
+  if (range_ < 256) {
+    range_ += range_;
+    value_ += value_;
+    if (++bits_needed_ == 0) {
+      value_ += next_byte();
+      bits_needed_ = -8;
+    }
+  }
+  return 0;
+}
+
+bool BinDecoder::stop_pattern_ok() const {
+  if (pos_ == 0) return false;
+  const uint32_t last = data_[pos_ - 1];
+  return ((last << (8 + bits_needed_)) & 0xFF) == 0x80;
+}
+
+}  // namespace nnr

@@ -1,0 +1,487 @@
+// Tensor loop of DeepCABAC: payload elements per tensor, context selection, binarization,
+// scan orders with entry points, dependent-quantization states, row skipping, TCA and HDSP.
+#include "nnr/tensor_coder.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+
+#include "nnr/cabac.h"
+
+namespace nnr {
+
+namespace {
+
+// DQ state transition, indexed [state][parity of q].
+constexpr int kDqNext[8][2] = {{0, 2}, {7, 5}, {1, 3}, {6, 4}, {2, 0}, {5, 7}, {3, 1}, {4, 6}};
+
+// Context store layout (the indices only matter through the init-signalling order).
+struct Layout {
+  explicit Layout(uint32_t n) : num_gtx(n) {}
+  uint32_t num_gtx;
+  static constexpr int kSig = 0;       // 3 * state + neighbour class
+  static constexpr int kSigTca = 24;   // 2 * state + (|base| > 1)
+  static constexpr int kSigHdsp = 40;  // state
+  static constexpr int kSign = 48;     // neighbour class
+  static constexpr int kSignTca = 51;  // base > 0
+  static constexpr int kGtx = 53;      // 2 * n + (level < 0)
+  int gtx_tca() const { return kGtx + 2 * int(num_gtx); }
+  int rem() const { return kGtx + 4 * int(num_gtx); }  // 32 prefix contexts
+  int shift_flag() const { return rem() + 34; }
+  int row_skip() const { return rem() + 36; }
+  int size() const { return rem() + 37; }
+};
+
+// Which neighbour / base / history information selects the contexts at the current position.
+struct Modeler {
+  int32_t neighbour = 0;
+  int32_t base = 0;
+  bool hdsp = false;
+  static int cls(int32_t v) { return v == 0 ? 0 : (v < 0 ? 1 : 2); }
+  int sig(int state) const {
+    if (hdsp) return Layout::kSigHdsp + state;
+    if (base != 0) return Layout::kSigTca + 2 * state + (std::abs(base) > 1 ? 1 : 0);
+    return Layout::kSig + 3 * state + cls(neighbour);
+  }
+  int sign() const {
+    if (base != 0) return Layout::kSignTca + (base < 0 ? 0 : 1);
+    return Layout::kSign + cls(neighbour);
+  }
+  int gtx(const Layout& L, bool positive, uint32_t n) const {
+    if (base != 0) return L.gtx_tca() + int(2 * n) + (uint32_t(std::abs(base)) >= n ? 0 : 1);
+    return Layout::kGtx + int(2 * n) + (positive ? 0 : 1);
+  }
+};
+
+// Codebook limits of the truncated binarization (profile 1 only); -1 = no limit.
+struct Codebook {
+  int64_t size = 0;
+  int64_t zero = 0;
+  bool sign_inferred() const { return size > 0 && (zero == 0 || zero == size - 1); }
+  int64_t max_abs(bool negative) const { return size > 0 ? (negative ? zero : size - zero - 1) : -1; }
+  int64_t max_abs_any() const { return size > 0 ? std::max(zero, size - 1 - zero) : -1; }
+};
+
+// One entry of the init-signalling list: context index and whether a flag is coded for it.
+struct Signalled {
+  int ctx;
+  bool coded;
+};
+
+std::vector<Signalled> init_signalling(const TensorParams& p, const Layout& L, bool tca, bool hdsp,
+                                       const Codebook& cb) {
+  std::vector<Signalled> list;
+  const bool any = cb.size != 1;
+  const int sig_end = p.dq ? 24 : 3;
+  for (int i = 0; i < sig_end; ++i) list.push_back({Layout::kSig + i, any});
+  if (p.legacy_v03) {
+    for (int a = 0; a < 3; ++a) list.push_back({Layout::kSign + a, true});
+    for (int a = 0; a < int(2 * p.num_gtx); ++a) list.push_back({Layout::kGtx + a, true});
+    for (int a = 0; a < 32; ++a) list.push_back({L.rem() + a, true});
+    return list;
+  }
+  if (tca)
+    for (int i = 24; i < (p.dq ? 40 : 26); ++i) list.push_back({i, any});
+  if (hdsp)
+    for (int i = 40; i < (p.dq ? 48 : 41); ++i) list.push_back({i, any});
+  const bool sign_coded = !cb.sign_inferred() && any;
+  for (int a = 0; a < (tca ? 5 : 3); ++a) list.push_back({Layout::kSign + a, sign_coded});
+  const int64_t m = cb.max_abs_any();
+  const int n2 = int(2 * p.num_gtx);
+  for (int a = 0; a < n2; ++a) list.push_back({Layout::kGtx + a, m == -1 || a < m * 2});
+  if (tca)
+    for (int a = n2; a < 2 * n2; ++a) list.push_back({Layout::kGtx + a, m == -1 || a < (m - 1) * 2 + n2});
+  int64_t level = int64_t(p.num_gtx) - 1;
+  for (int a = 0; a < 31; ++a) {
+    level += int64_t(1) << a;
+    list.push_back({L.rem() + a, m == -1 || level < m});
+  }
+  return list;
+}
+
+// Binarization of one quantization index q, shared by the coder and the init-set estimator
+// (Sink::bin(bin, ctx) and Sink::bypass(bins, count)).
+template <class Sink>
+void code_remainder(Sink& s, const Layout& L, uint32_t value, int64_t rem_max) {
+  uint32_t base = 0, lg = 0;
+  int ctx = L.rem();
+  if (value == 0) {
+    s.bin(0, ctx);
+    return;
+  }
+  s.bin(1, ctx++);
+  base += 1;
+  lg++;
+  while (value > base + (1u << lg) - 1 && (rem_max == -1 || rem_max >= int64_t(base) + (int64_t(1) << lg))) {
+    s.bin(1, ctx++);
+    base += 1u << lg;
+    lg++;
+  }
+  if (rem_max == -1 || rem_max >= int64_t(base) + (int64_t(1) << lg)) s.bin(0, ctx);
+  s.bypass(value - base, lg);
+}
+
+template <class Sink>
+void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int state, const Codebook& cb) {
+  const uint32_t sig = value != 0;
+  s.bin(sig, m.sig(state));
+  if (!sig) return;
+  const bool negative = value < 0;
+  const int64_t max_abs = cb.max_abs(negative);
+  if (!cb.sign_inferred()) s.bin(negative ? 1u : 0u, m.sign());
+  if (max_abs == 1) return;
+  uint32_t rem = uint32_t(std::abs(int64_t(value)) - 1);
+  uint32_t gr = rem ? 1 : 0;
+  s.bin(gr, m.gtx(L, value > 0, 0));
+  uint32_t n = 1;
+  while (gr && n < L.num_gtx && (max_abs == -1 || max_abs > int64_t(n) + 1)) {
+    rem--;
+    gr = rem ? 1 : 0;
+    s.bin(gr, m.gtx(L, value > 0, n));
+    n++;
+  }
+  if (max_abs != -1 && max_abs == int64_t(n) + 1) {
+    rem--;
+    n++;
+    gr = 0;
+  }
+  if (gr && (max_abs == -1 || max_abs > int64_t(n) + 1)) {
+    rem--;
+    code_remainder(s, L, rem, max_abs == -1 ? -1 : max_abs - (int64_t(n) + 1));
+  }
+}
+
+struct CoderSink {
+  BinEncoder& enc;
+  std::vector<Context>& ctx;
+  void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
+  void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
+};
+
+struct EstimatorSink {
+  std::vector<ContextSetEstimator>& est;
+  void bin(uint32_t b, int c) { est[c].code(b); }
+  void bypass(uint32_t, uint32_t) {}
+};
+
+// Walks the positions of a tensor in scan order: code(pos) for coded positions,
+// skip() for a skipped row segment, block_row_end() between block rows.
+template <class Code, class Skip, class End>
+void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end) {
+  const int scan = p.effective_scan();
+  const uint32_t bw = scan ? (4u << scan) : p.cols;
+  const uint32_t bh = scan ? (4u << scan) : p.rows;
+  for (uint32_t y0 = 0; y0 < p.rows; y0 += bh) {
+    if (y0 > 0) block_row_end();
+    const uint32_t y1 = std::min(p.rows, y0 + bh);
+    for (uint32_t x0 = 0; x0 < p.cols; x0 += bw) {
+      const uint32_t x1 = std::min(p.cols, x0 + bw);
+      for (uint32_t y = y0; y < y1; ++y) {
+        if (row_skip && row_skip[y]) {
+          skip();
+          continue;
+        }
+        const uint64_t row = uint64_t(y) * p.cols;
+        for (uint32_t x = x0; x < x1; ++x) code(row + x);
+      }
+    }
+  }
+}
+
+bool payload_flags_present(const TensorParams& p) {
+  return p.profile == 1 && p.cols > 1 && p.rows > 1 && !(p.codebook_size == 1);
+}
+
+Codebook codebook_of(const TensorParams& p) {
+  Codebook cb;
+  if (p.profile == 1) {
+    cb.size = p.codebook_size;
+    cb.zero = p.codebook_zero_offset;
+  }
+  return cb;
+}
+
+bool first_row_reset(const TensorParams& p) {
+  if (p.effective_scan() == 0) return false;
+  return p.legacy_v03 || p.block_rows() > 1;
+}
+
+void check_params(const TensorParams& p) {
+  if (p.scan_order < 0 || p.scan_order > 4) throw Error(ErrorKind::NonConforming, "scan_order out of range");
+  if (p.num_gtx < 1 || p.num_gtx > 256) throw Error(ErrorKind::NonConforming, "cabac_unary_length out of range");
+  if (p.qp_bits < 1 || p.qp_bits > 32) throw Error(ErrorKind::Config, "qp field width out of range");
+  if (p.codebook_size > 0 && p.codebook_zero_offset >= p.codebook_size)
+    throw Error(ErrorKind::NonConforming, "codebook zero offset outside the codebook");
+}
+
+// ------------------------------------------------------------------------------- decoding
+
+class TensorDecoder {
+ public:
+  TensorDecoder(BinDecoder& dec, const TensorParams& p) : dec_(dec), p_(p), L_(p.num_gtx), cb_(codebook_of(p)) {
+    ctx_.resize(L_.size());
+    for (auto& c : ctx_) c.init(0);
+  }
+
+  void run(int32_t* out, TensorSide& side) {
+    if (p_.has_qp) {
+      const uint32_t bits = dec_.decode_bypass_bins(uint32_t(p_.qp_bits));
+      const int sh = 32 - p_.qp_bits;
+      side.qp = int32_t(uint32_t(bits) << sh) >> sh;
+    }
+    side.hdsp = false;
+    side.row_skip_enabled = false;
+    side.row_skip.clear();
+    if (payload_flags_present(p_) && !p_.legacy_v03) {
+      if (p_.parent_node_id_present) side.hdsp = dec_.decode_bypass() != 0;
+      side.row_skip_enabled = dec_.decode_bypass() != 0;
+      if (side.row_skip_enabled) {
+        side.row_skip.resize(p_.rows);
+        for (uint32_t r = 0; r < p_.rows; ++r) side.row_skip[r] = uint8_t(dec_.decode(ctx_[L_.row_skip()]));
+      }
+    }
+    const bool tca = p_.tca_base != nullptr && p_.profile == 1;
+    const uint8_t* hist = (side.hdsp && p_.profile == 1) ? p_.hdsp_hist : nullptr;
+    side.init_sets.clear();
+    for (const Signalled& s : init_signalling(p_, L_, tca, side.hdsp, cb_)) {
+      int set = 0;
+      if (s.coded && dec_.decode(ctx_[L_.shift_flag()])) set = 1 + int(dec_.decode_bypass_bins(3));
+      ctx_[s.ctx].init(set);
+      side.init_sets.push_back(uint8_t(set));
+    }
+    side.level_start_bit = dec_.bit_position();
+    side.entry_points.clear();
+    if (first_row_reset(p_)) dec_.entry_point_start();
+
+    std::fill(out, out + p_.size(), 0);
+    int state = 0;
+    Modeler m;
+    const uint8_t* skip = side.row_skip_enabled ? side.row_skip.data() : nullptr;
+    walk(
+        p_, skip,
+        [&](uint64_t pos) {
+          if (tca) m.base = p_.tca_base[pos];
+          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+          const int64_t q = decode_level(m, state);
+          m.neighbour = int32_t(q);
+          int64_t k = q;
+          if (p_.dq) {
+            if (q != 0) k = 2 * q + (q < 0 ? (state & 1) : -(state & 1));
+            state = kDqNext[state][q & 1];
+          }
+          if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
+            throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+          out[pos] = int32_t(k);
+        },
+        [&]() {
+          if (p_.dq)
+            for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
+        },
+        [&]() {
+          for (auto& c : ctx_) c.reset();
+          m = Modeler();
+          dec_.entry_point_start();
+          side.entry_points.push_back({dec_.bit_position(), dec_.offset9(), uint32_t(state)});
+        });
+  }
+
+ private:
+  int64_t decode_level(const Modeler& m, int state) {
+    if (p_.profile == 1 && cb_.size == 1) return 0;
+    if (!dec_.decode(ctx_[m.sig(state)])) return 0;
+    int64_t v = 1;
+    bool negative;
+    if (cb_.sign_inferred())
+      negative = cb_.zero != 0;
+    else
+      negative = dec_.decode(ctx_[m.sign()]) != 0;
+    const int64_t max_abs = cb_.max_abs(negative);
+    if (max_abs > 1 || max_abs == -1) {
+      uint32_t gr = 0;
+      int64_t j = -1;
+      do {
+        j++;
+        gr = dec_.decode(ctx_[m.gtx(L_, !negative, uint32_t(j))]);
+        v += gr;
+      } while (gr && j < int64_t(L_.num_gtx) - 1 && (max_abs > v || max_abs == -1));
+      if (gr && (max_abs > v || max_abs == -1)) {
+        const int cap = p_.legacy_v03 ? 32 : 31;
+        uint32_t rem_bits = 0;
+        j = -1;
+        do {
+          j++;
+          gr = dec_.decode(ctx_[L_.rem() + int(j)]);
+          if (gr && (max_abs > v || max_abs == -1)) {
+            v += int64_t(1) << rem_bits;
+            rem_bits++;
+          }
+        } while (gr && j < cap - 1 && (max_abs >= v + (int64_t(1) << rem_bits) || max_abs == -1));
+        if (gr && p_.legacy_v03 && j == cap - 1)
+          throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
+        v += dec_.decode_bypass_bins(rem_bits);
+      }
+    }
+    if (v > (int64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+    return negative ? -v : v;
+  }
+
+  BinDecoder& dec_;
+  const TensorParams& p_;
+  Layout L_;
+  Codebook cb_;
+  std::vector<Context> ctx_;
+};
+
+// ------------------------------------------------------------------------------- encoding
+
+class TensorEncoder {
+ public:
+  TensorEncoder(BinEncoder& enc, const TensorParams& p) : enc_(enc), p_(p), L_(p.num_gtx), cb_(codebook_of(p)) {
+    ctx_.resize(L_.size());
+    for (auto& c : ctx_) c.init(0);
+  }
+
+  void run(const int32_t* k, TensorSide& side, bool param_opt) {
+    if (p_.has_qp) {
+      const uint32_t mask = p_.qp_bits >= 32 ? 0xFFFFFFFFu : ((1u << p_.qp_bits) - 1);
+      enc_.encode_bypass_bins(uint32_t(side.qp) & mask, uint32_t(p_.qp_bits));
+    }
+    const bool flags = payload_flags_present(p_) && !p_.legacy_v03;
+    if (!flags || !p_.parent_node_id_present) side.hdsp = false;
+    if (!flags) side.row_skip_enabled = false;
+    if (side.row_skip_enabled && side.row_skip.size() != p_.rows)
+      throw Error(ErrorKind::Config, "row_skip needs one flag per row");
+    if (flags) {
+      if (p_.parent_node_id_present) enc_.encode_bypass(side.hdsp ? 1 : 0);
+      enc_.encode_bypass(side.row_skip_enabled ? 1 : 0);
+      if (side.row_skip_enabled)
+        for (uint32_t r = 0; r < p_.rows; ++r) enc_.encode(side.row_skip[r] ? 1 : 0, ctx_[L_.row_skip()]);
+    }
+    const bool tca = p_.tca_base != nullptr && p_.profile == 1;
+    const uint8_t* hist = (side.hdsp && p_.profile == 1) ? p_.hdsp_hist : nullptr;
+    const uint8_t* skip = side.row_skip_enabled ? side.row_skip.data() : nullptr;
+
+    std::vector<ContextSetEstimator> est(L_.size());
+    for (auto& e : est) e.init();
+    if (param_opt && (cb_.size != 1 || p_.profile == 0)) estimate_init_sets(k, est, tca, hist, skip);
+
+    side.init_sets.clear();
+    CoderSink sink{enc_, ctx_};
+    for (const Signalled& s : init_signalling(p_, L_, tca, side.hdsp, cb_)) {
+      int set = 0;
+      if (s.coded) {
+        set = est[s.ctx].best();
+        enc_.encode(set ? 1 : 0, ctx_[L_.shift_flag()]);
+        if (set) enc_.encode_bypass_bins(uint32_t(set - 1), 3);
+      }
+      ctx_[s.ctx].init(set);
+      side.init_sets.push_back(uint8_t(set));
+    }
+    if (first_row_reset(p_)) enc_.entry_point_start();
+
+    int state = 0;
+    Modeler m;
+    walk(
+        p_, skip,
+        [&](uint64_t pos) {
+          const int32_t q = q_of(k[pos], state);
+          if (tca) m.base = p_.tca_base[pos];
+          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+          code_level(sink, L_, m, q, state, cb_);
+          m.neighbour = q;
+          if (p_.dq) state = kDqNext[state][q & 1];
+        },
+        [&]() {
+          if (p_.dq)
+            for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
+        },
+        [&]() {
+          for (auto& c : ctx_) c.reset();
+          m = Modeler();
+          enc_.entry_point_start();
+        });
+  }
+
+ private:
+  // q from the multiplier k at DQ state s (k = 2q - sgn(q)(s & 1)).
+  int32_t q_of(int32_t k, int state) const {
+    if (!p_.dq || k == 0) return k;
+    const int64_t v = int64_t(k) + (k < 0 ? -(state & 1) : (state & 1));
+    if (v & 1) throw Error(ErrorKind::Config, "level not representable in the current DQ state");
+    return int32_t(v >> 1);
+  }
+
+  // NNCodec's pseudo-encoding pass: estimated bits of every init set per context, on the
+  // multipliers k with the general binarization (a known encoder-side quirk, kept so that the
+  // chosen sets equal NNCodec's).
+  void estimate_init_sets(const int32_t* k, std::vector<ContextSetEstimator>& est, bool tca, const uint8_t* hist,
+                          const uint8_t* skip) {
+    EstimatorSink sink{est};
+    const Codebook none;
+    int state = 0;
+    Modeler m;
+    walk(
+        p_, skip,
+        [&](uint64_t pos) {
+          const int32_t q = q_of(k[pos], state);
+          if (tca) m.base = p_.tca_base[pos];
+          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+          code_level(sink, L_, m, k[pos], state, none);
+          m.neighbour = k[pos];
+          if (p_.dq) state = kDqNext[state][q & 1];
+        },
+        [&]() {
+          if (p_.dq)
+            for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
+        },
+        [&]() {
+          for (auto& e : est) e.reset();
+        });
+  }
+
+  BinEncoder& enc_;
+  const TensorParams& p_;
+  Layout L_;
+  Codebook cb_;
+  std::vector<Context> ctx_;
+};
+
+}  // namespace
+
+uint32_t TensorParams::block_rows() const {
+  const int scan = effective_scan();
+  if (scan == 0) return 0;
+  const uint32_t bh = 4u << scan;
+  return (rows + bh - 1) / bh;
+}
+
+size_t decode_payload(const uint8_t* data, size_t size, const std::vector<TensorParams>& params,
+                      const std::vector<int32_t*>& out, std::vector<TensorSide>& side) {
+  if (out.size() != params.size()) throw Error(ErrorKind::Config, "one output buffer per tensor needed");
+  side.assign(params.size(), TensorSide());
+  BinDecoder dec(data, size);
+  for (size_t i = 0; i < params.size(); ++i) {
+    check_params(params[i]);
+    TensorDecoder(dec, params[i]).run(out[i], side[i]);
+  }
+  if (!dec.decode_terminate()) throw Error(ErrorKind::NonConforming, "terminating bin not received");
+  if (!dec.stop_pattern_ok()) throw Error(ErrorKind::NonConforming, "no stop bit / alignment pattern at the payload end");
+  return dec.bytes_read();
+}
+
+std::vector<uint8_t> encode_payload(const std::vector<TensorParams>& params, const std::vector<const int32_t*>& levels,
+                                    std::vector<TensorSide>& side, bool param_opt) {
+  if (levels.size() != params.size() || side.size() != params.size())
+    throw Error(ErrorKind::Config, "one level buffer and side record per tensor needed");
+  std::vector<uint8_t> out;
+  BinEncoder enc(out);
+  for (size_t i = 0; i < params.size(); ++i) {
+    check_params(params[i]);
+    TensorEncoder(enc, params[i]).run(levels[i], side[i], param_opt);
+  }
+  enc.encode_terminate(1);
+  enc.finish();
+  return out;
+}
+
+}  // namespace nnr
