@@ -1,9 +1,14 @@
 """nnr: MPEG Neural Network Coding (ISO/IEC 15938-17) with a native DeepCABAC core."""
+from nnr.codec import (DecoderState, EncoderState, StreamInfo, TensorInfo, UnitInfo, decode,
+                       encode, inspect, load, save)
+from nnr.config import DecodeLimits, EncodeConfig
 from nnr.errors import (BitstreamError, ConfigError, NnrError, NonConformingBitstreamError,
                         ResourceLimitError, TruncatedBitstreamError, UnsupportedFeatureError)
 
 __version__ = "0.1.0"
 
-__all__ = ["BitstreamError", "ConfigError", "NnrError", "NonConformingBitstreamError",
-           "ResourceLimitError", "TruncatedBitstreamError", "UnsupportedFeatureError",
+__all__ = ["encode", "decode", "inspect", "save", "load", "EncodeConfig", "DecodeLimits",
+           "DecoderState", "EncoderState", "StreamInfo", "TensorInfo", "UnitInfo",
+           "NnrError", "ConfigError", "UnsupportedFeatureError", "BitstreamError",
+           "TruncatedBitstreamError", "NonConformingBitstreamError", "ResourceLimitError",
            "__version__"]

@@ -1,0 +1,159 @@
+"""Public entry points: encode, decode, inspect, save, load."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from nnr.bitstream.enums import NnrUnitType, PayloadType
+from nnr.config import DecodeLimits, EncodeConfig
+from nnr.decoder import DecoderState, decode_units
+from nnr.encoder import EncoderState, encode_tensors
+from nnr.errors import ConfigError
+
+__all__ = ["encode", "decode", "inspect", "save", "load", "StreamInfo", "UnitInfo", "TensorInfo",
+           "DecoderState", "EncoderState"]
+
+
+def encode(tensors: Mapping[str, Any], config: EncodeConfig | None = None, *,
+           state: EncoderState | None = None, **options: Any) -> bytes:
+    """Code a mapping of names to arrays as one NNR bitstream.
+
+    Float tensors are quantized (``qp``, ``dq``, ``codebook`` ...; see :class:`EncodeConfig`);
+    integer tensors are coded losslessly as NNR_PT_INT. ``state`` (edition 2) makes the stream
+    an incremental update against the tensors coded before with the same state.
+    """
+    cfg = EncodeConfig.from_options(config, **options)
+    return encode_tensors(tensors, cfg, state)
+
+
+def decode(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
+           legacy: bool | None = None, limits: DecodeLimits | None = None) -> dict[str, np.ndarray]:
+    """Decode an NNR bitstream into ``{name: array}`` (stream order).
+
+    Uniform and DQ tensors come back as float32, codebook tensors as float64 and integer
+    tensors as int32, exactly as NNCodec reconstructs them. For an incremental sequence pass
+    the same :class:`DecoderState` to every call; an update stream then yields the decoded
+    differences, and a tensor without an NDU is absent.
+    """
+    out: dict[str, np.ndarray] = {}
+    for _, _, tensors in decode_units(bytes(data), state=state, legacy=legacy, limits=limits):
+        for t in tensors:
+            out[t.name] = t.array
+    return out
+
+
+@dataclass
+class UnitInfo:
+    index: int
+    unit_type: str
+    offset: int
+    size: int
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    payload_type: str
+    kind: str
+    qp: int | None
+    dq: bool
+    scan_order: int
+    codebook: bool
+    ndu_index: int
+    coded_bytes: int
+
+
+@dataclass
+class StreamInfo:
+    """What a stream holds: units, tensors and the coding tools used."""
+
+    profile: int
+    size: int
+    units: list[UnitInfo] = field(default_factory=list)
+    tensors: list[TensorInfo] = field(default_factory=list)
+    tools: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tools"] = sorted(self.tools)
+        for t in d["tensors"]:
+            t["shape"] = list(t["shape"])
+        return d
+
+
+def _tools_of(unit, ctx, tensors) -> set[str]:
+    hdr = unit.header
+    tools = {f"scan_order={hdr.scan_order}"} if any(len(t.array.shape) > 1 for t in tensors) else set()
+    if hdr.dq_flag:
+        tools.add("dependent_quantization")
+    if hdr.codebook is not None:
+        tools.add("codebook")
+    if hdr.payload_type == PayloadType.BLOCK:
+        tools.add("block")
+    if hdr.cabac_entry_point_list:
+        tools.add("entry_points")
+    if hdr.temporal_context_modeling_flag:
+        tools.add("temporal_context_adaptation")
+    if hdr.parent_node_id_present_flag:
+        tools.add("parent_node_id")
+    for t in tensors:
+        if t.coding is not None and t.coding.hdsp:
+            tools.add("hdsp")
+        if t.coding is not None and t.coding.row_skip is not None:
+            tools.add("row_skipping")
+    tools.add(PayloadType(hdr.payload_type).name.lower())
+    return tools
+
+
+def inspect(data: bytes | bytearray | memoryview, *, legacy: bool | None = None) -> StreamInfo:
+    """Parse and decode a stream and describe it (every payload is decoded, so the qp of each
+    tensor is known and a corrupt payload is reported)."""
+    data = bytes(data)
+    info = StreamInfo(profile=0, size=len(data))
+    for unit, ctx, tensors in decode_units(data, state=DecoderState(), legacy=legacy):
+        info.units.append(UnitInfo(unit.index, unit.type_name, unit.offset, unit.size))
+        if unit.unit_type == NnrUnitType.STR:
+            info.profile = unit.header.general_profile_idc
+        if unit.unit_type != NnrUnitType.NDU:
+            continue
+        info.tools |= _tools_of(unit, ctx, tensors)
+        for t in tensors:
+            info.tensors.append(TensorInfo(
+                t.name, tuple(int(d) for d in t.array.shape), str(t.array.dtype),
+                PayloadType(t.payload_type).name, t.kind, t.qp, t.dq, t.scan_order, t.codebook,
+                t.ndu_index, t.coded_bytes))
+    return info
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(tensors: Mapping[str, Any], path: str | os.PathLike, config: EncodeConfig | None = None,
+         **options: Any) -> int:
+    """Encode ``tensors`` and write the stream to ``path`` atomically; returns its size."""
+    data = encode(tensors, config, **options)
+    _atomic_write(Path(path), data)
+    return len(data)
+
+
+def load(path: str | os.PathLike, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Read and decode an NNR file (``.nnr`` / ``.nnc``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such file: {p}")
+    return decode(p.read_bytes(), **kwargs)

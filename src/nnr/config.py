@@ -1,0 +1,92 @@
+"""Validated, immutable encoder configuration; CLI flags map one-to-one onto its fields."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+from nnr.errors import ConfigError
+from nnr.quantization import qp_range
+
+__all__ = ["EncodeConfig", "DecodeLimits"]
+
+_CODEBOOK_MODES = ("off", "on", "auto")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """How :func:`nnr.encode` codes a set of tensors.
+
+    ``qp`` applies to tensors with two or more dimensions ("weights"), ``nonweight_qp`` to
+    1-D tensors (biases, norms); ``None`` means -75 where the qp field can carry it, else the
+    smallest qp it can carry. ``qp_per_tensor`` overrides both by name.
+    """
+
+    qp: int = -38
+    qp_density: int = 2
+    nonweight_qp: int | None = None
+    qp_per_tensor: Mapping[str, int] | None = None
+    dq: bool = True
+    scan_order: int = 0
+    codebook: str = "off"
+    profile: int = 1
+    param_opt: bool = True
+    row_skip: bool = False
+    cabac_unary_length_minus1: int = 10
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.qp_density <= 7:
+            raise ConfigError(f"qp_density must be in 1..7, got {self.qp_density}")
+        lo, hi = qp_range(self.qp_density)
+        if not lo <= self.qp <= hi:
+            raise ConfigError(f"qp {self.qp} outside [{lo}, {hi}] for qp_density {self.qp_density}")
+        if self.nonweight_qp is not None and not lo <= self.nonweight_qp <= hi:
+            raise ConfigError(f"nonweight_qp {self.nonweight_qp} outside [{lo}, {hi}] "
+                              f"for qp_density {self.qp_density}")
+        for name, value in (self.qp_per_tensor or {}).items():
+            if not lo <= int(value) <= hi:
+                raise ConfigError(f"qp {value} for tensor {name!r} outside [{lo}, {hi}]")
+        if self.scan_order not in range(5):
+            raise ConfigError(f"scan_order must be 0..4, got {self.scan_order}")
+        if self.codebook not in _CODEBOOK_MODES:
+            raise ConfigError(f"codebook must be one of {_CODEBOOK_MODES}, got {self.codebook!r}")
+        if self.profile not in (0, 1):
+            raise ConfigError(f"profile must be 0 or 1, got {self.profile}")
+        if not 0 <= self.cabac_unary_length_minus1 <= 255:
+            raise ConfigError("cabac_unary_length_minus1 must be in 0..255")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.row_skip and self.profile == 0:
+            raise ConfigError("row skipping needs profile 1 (edition 2)")
+
+    @classmethod
+    def from_options(cls, config: "EncodeConfig | None" = None, **options: Any) -> "EncodeConfig":
+        names = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ConfigError(f"unknown encoder option(s): {', '.join(unknown)}")
+        base = config or cls()
+        return replace(base, **options) if options else base
+
+    def effective_nonweight_qp(self) -> int:
+        if self.nonweight_qp is not None:
+            return self.nonweight_qp
+        lo, _ = qp_range(self.qp_density)
+        return max(-75, lo)
+
+    def qp_for(self, name: str, ndim: int) -> int:
+        if self.qp_per_tensor and name in self.qp_per_tensor:
+            return int(self.qp_per_tensor[name])
+        return self.qp if ndim > 1 else self.effective_nonweight_qp()
+
+    def thread_count(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds a decoder enforces before it allocates (hostile-input protection)."""
+
+    max_tensor_elements: int = 1 << 31
+    max_total_elements: int = 1 << 34

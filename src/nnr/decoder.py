@@ -1,0 +1,283 @@
+"""Decoding of a parsed NNR bitstream into named tensors (NDU by NDU)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Iterator
+
+import numpy as np
+
+from nnr.bitstream.enums import CompressedParameterTypes as CPT
+from nnr.bitstream.enums import NnrUnitType, PayloadType
+from nnr.bitstream.stream import ParsedUnit, StreamContext, iter_units, raw_float_tensor
+from nnr.config import DecodeLimits
+from nnr.entropy import EntryPoint, TensorCoding, TensorSpec, decode_payload
+from nnr.errors import BitstreamError, NonConformingBitstreamError, ResourceLimitError
+from nnr.quantization import dequantize, dequantize_codebook
+
+__all__ = ["DecoderState", "DecodedTensor", "decode_units"]
+
+
+@dataclass
+class DecoderState:
+    """What a decoder keeps between the streams of an incremental sequence (edition 2).
+
+    Per tensor name: the integer levels of the most recent coded version (the parent levels
+    for temporal context adaptation), its ``put_node_depth`` and ``parameter_id``; the
+    ``device_id``; and the HDSP history (positions nonzero in an earlier update).
+    """
+
+    levels: dict[str, np.ndarray] = field(default_factory=dict)
+    depth: dict[str, int] = field(default_factory=dict)
+    parameter_id: dict[str, int] = field(default_factory=dict)
+    device_id: int | None = None
+    hdsp_history: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class DecodedTensor:
+    """One decoded tensor with what the stream said about it."""
+
+    name: str
+    array: np.ndarray
+    ndu_index: int          # index of the unit in the stream
+    payload_type: int
+    kind: str               # weight, bias, weight.ls, bn.beta, ..., unspecified
+    qp: int | None
+    dq: bool
+    scan_order: int
+    codebook: bool
+    coding: TensorCoding | None
+    coded_bytes: int        # size of the NDU (shared by the tensors of a BLOCK NDU)
+
+
+@dataclass
+class _Element:
+    name: str
+    dims: list[int]
+    kind: str
+    codebook: object = None   # IntegerCodebook or None
+
+
+def _block_elements(hdr, dims: list[int]) -> list[_Element]:
+    """Tensors of a BLOCK NDU in payload order (LS, BI, BN, weight or G/H), named from the
+    header's element list, whose order is weight (G, H), LS, BN, BI."""
+    cpt = hdr.compressed_parameter_types
+    ids = hdr.topology_elem_ids
+    n_w = 2 if cpt & CPT.DC else 1
+    pos = {"weight": 0}
+    nxt = n_w
+    for key, present, count in (("ls", cpt & CPT.LS, 1), ("bn", cpt & CPT.BN, 4),
+                                ("bi", cpt & CPT.BI, 1)):
+        if present:
+            pos[key] = nxt
+            nxt += count
+    if nxt != len(ids):
+        raise NonConformingBitstreamError(
+            f"BLOCK NDU lists {len(ids)} elements, compressed_parameter_types {cpt} needs {nxt}")
+    d0 = [dims[0]]
+    out: list[_Element] = []
+    if cpt & CPT.LS:
+        out.append(_Element(str(ids[pos["ls"]]), d0, "weight.ls"))
+    if cpt & CPT.BI:
+        out.append(_Element(str(ids[pos["bi"]]), d0, "bias"))
+    if cpt & CPT.BN:
+        for j, part in enumerate(("beta", "gamma", "mean", "var")):
+            out.append(_Element(str(ids[pos["bn"] + j]), d0, "bn." + part))
+    if cpt & CPT.DC:
+        g, h = _dc_dims(hdr, dims)
+        out.append(_Element(str(ids[0]), g, "weight", hdr.codebook))
+        out.append(_Element(str(ids[1]), h, "weight", hdr.codebook_dc))
+    else:
+        out.append(_Element(str(ids[0]), dims, "weight", hdr.codebook))
+    return out
+
+
+def _dc_dims(hdr, dims: list[int]) -> tuple[list[int], list[int]]:
+    rows, rank = hdr.g_number_of_rows, hdr.decomposition_rank
+    if not rows or not rank or prod(dims) % rows:
+        raise NonConformingBitstreamError("inconsistent decomposition_rank / g_number_of_rows")
+    return [rows, rank], [rank, prod(dims) // rows]
+
+
+def _elements(unit: ParsedUnit, ctx: StreamContext) -> list[_Element]:
+    hdr = unit.header
+    dims = list(unit.dims)
+    if hdr.payload_type == PayloadType.BLOCK:
+        return _block_elements(hdr, dims)
+    name = str(hdr.topology_elem_ids[0])
+    kind = "weight" if len(dims) > 1 else "unspecified"
+    if hdr.compressed_parameter_types & CPT.DC:
+        g, h = _dc_dims(hdr, dims)
+        dims = g if hdr.decomposed_type(ctx) == "G" else h
+        kind = "weight"
+    return [_Element(name, dims, kind, hdr.codebook)]
+
+
+def _check_limits(elements: list[_Element], limits: DecodeLimits, total: list[int]) -> None:
+    for e in elements:
+        n = prod(e.dims)
+        if n > limits.max_tensor_elements:
+            raise ResourceLimitError(f"tensor {e.name!r} declares {n} elements, more than the "
+                                     f"limit of {limits.max_tensor_elements}")
+        total[0] += n
+        if total[0] > limits.max_total_elements:
+            raise ResourceLimitError(f"the stream declares more than {limits.max_total_elements} "
+                                     "elements in total")
+        if n and max(e.dims) >= 1 << 32:
+            raise ResourceLimitError(f"tensor {e.name!r} has a dimension of 2^32 or more")
+
+
+def _spec(e: _Element, unit: ParsedUnit, ctx: StreamContext, state: DecoderState | None,
+          legacy: bool) -> TensorSpec:
+    hdr = unit.header
+    pt = hdr.payload_type
+    rows = e.dims[0] if e.dims else 1
+    cols = prod(e.dims[1:]) if len(e.dims) > 1 else 1
+    profile = ctx.general_profile_idc
+    cb = e.codebook if pt != PayloadType.INT else None
+    qd = (ctx.lps.lps_qp_density if ctx.lps is not None and ctx.lps.lps_qp_density is not None
+          else ctx.mps.mps_qp_density)
+    spec = TensorSpec(
+        rows=rows, cols=cols, scan_order=hdr.scan_order if len(e.dims) > 1 else 0,
+        dq=bool(hdr.dq_flag) and pt != PayloadType.INT, has_qp=pt != PayloadType.INT,
+        qp_density=qd if qd is not None else 2, profile=profile,
+        parent_node_id_present=bool(hdr.parent_node_id_present_flag),
+        cabac_unary_length=hdr.cabac_unary_length_minus1 + 1,
+        codebook_size=cb.codebook_size if (cb is not None and profile == 1) else 0,
+        codebook_zero_offset=cb.cb_zero_offset if (cb is not None and profile == 1) else 0,
+        legacy_v03=legacy)
+    if hdr.temporal_context_modeling_flag and profile == 1 and state is not None:
+        spec.tca_base = _tca_base(e, hdr, state, rows * cols)
+    if state is not None and e.name in state.hdsp_history:
+        hist = state.hdsp_history[e.name]
+        if hist.size == rows * cols:
+            spec.hdsp_history = hist
+    return spec
+
+
+def _tca_base(e: _Element, hdr, state: DecoderState, size: int) -> np.ndarray:
+    base = state.levels.get(e.name)
+    if base is None or base.size != size:
+        raise NonConformingBitstreamError(
+            f"temporal context modeling for {e.name!r} without a parent of the same size")
+    if state.device_id is not None and hdr.device_id != state.device_id:
+        raise NonConformingBitstreamError(f"device_id of {e.name!r} differs from its parent's")
+    if e.name in state.parameter_id and hdr.parameter_id != state.parameter_id[e.name]:
+        raise NonConformingBitstreamError(f"parameter_id of {e.name!r} differs from its parent's")
+    if hdr.put_node_depth is not None and hdr.put_node_depth - 1 != state.depth.get(e.name):
+        raise NonConformingBitstreamError(f"put_node_depth of {e.name!r} is not its parent's + 1")
+    return base
+
+
+def _check_entry_points(unit: ParsedUnit, specs: list[TensorSpec],
+                        eps: list[tuple[int, list[EntryPoint]]]) -> None:
+    """The entry points in the header must be where the payload puts the block rows."""
+    coded = list(unit.header.cabac_entry_point_list)
+    recorded = [(start, pts, s) for (start, pts), s in zip(eps, specs) if pts]
+    if not recorded:
+        return
+    if sum(len(p) for _, p, _ in recorded) != len(coded):
+        raise NonConformingBitstreamError(
+            f"{len(coded)} entry points in the header, the payload has "
+            f"{sum(len(p) for _, p, _ in recorded)} block-row starts")
+    i = 0
+    for start, pts, spec in recorded:
+        prev = start
+        for p in pts:
+            c = coded[i]
+            i += 1
+            pos = prev + c.bit_offset_delta
+            if (pos != p.bit_position or c.cabac_offset != p.cabac_offset
+                    or (spec.dq and c.dq_state != p.dq_state)):
+                raise NonConformingBitstreamError(
+                    f"entry point {i - 1} does not match the payload (bit {pos} vs "
+                    f"{p.bit_position})")
+            prev = pos
+
+
+def _reconstruct(e: _Element, k: np.ndarray, coding: TensorCoding, unit: ParsedUnit,
+                 ctx: StreamContext, spec: TensorSpec) -> np.ndarray:
+    pt = unit.header.payload_type
+    if pt == PayloadType.INT:
+        return k.reshape(e.dims)
+    base_qp = ctx.lps.lps_quantization_parameter if ctx.lps is not None and \
+        ctx.lps.lps_quantization_parameter is not None else ctx.mps.mps_quantization_parameter
+    qp = coding.qp + (base_qp or 0)
+    if e.codebook is not None:
+        cb = e.codebook
+        return dequantize_codebook(k, np.asarray(cb.codebook), cb.cb_zero_offset, qp,
+                                   spec.qp_density).reshape(e.dims)
+    return dequantize(k, qp, spec.qp_density).reshape(e.dims)
+
+
+def _update_state(state: DecoderState, unit: ParsedUnit, ctx: StreamContext,
+                  e: _Element, k: np.ndarray) -> None:
+    hdr = unit.header
+    state.levels[e.name] = k
+    state.depth[e.name] = state.depth.get(e.name, 0) + 1
+    if hdr.parameter_id is not None:
+        state.parameter_id[e.name] = hdr.parameter_id
+    if hdr.device_id is not None and state.device_id is None:
+        state.device_id = hdr.device_id
+    if ctx.mps_parent_signalling_enabled_flag:
+        hist = state.hdsp_history.get(e.name)
+        if hist is None or hist.size != k.size:
+            hist = np.zeros(k.size, dtype=np.uint8)
+        hist[k != 0] = 1
+        state.hdsp_history[e.name] = hist
+
+
+def _decode_ndu(data: bytes, unit: ParsedUnit, ctx: StreamContext, state: DecoderState | None,
+                legacy: bool) -> list[DecodedTensor]:
+    hdr = unit.header
+    pt = hdr.payload_type
+    if pt == PayloadType.RAW_FLOAT:
+        name = str(hdr.topology_elem_ids[0])
+        arr = raw_float_tensor(data, unit)
+        return [DecodedTensor(name, arr, unit.index, pt, "unspecified", None, False, 0, False,
+                              None, unit.size)]
+    elements = _elements(unit, ctx)
+    specs = [_spec(e, unit, ctx, state, legacy) for e in elements]
+    payload = memoryview(data)[unit.payload_start:unit.payload_end]
+    levels, codings, eps, used = decode_payload(payload, specs)
+    if used != len(payload):
+        raise NonConformingBitstreamError(
+            f"the CABAC payload ends after {used} of {len(payload)} bytes")
+    _check_entry_points(unit, specs, eps)
+    out = []
+    for e, k, coding, spec in zip(elements, levels, codings, specs):
+        arr = _reconstruct(e, k, coding, unit, ctx, spec)
+        if state is not None:
+            _update_state(state, unit, ctx, e, k)
+        out.append(DecodedTensor(e.name, arr, unit.index, pt, e.kind,
+                                 None if pt == PayloadType.INT else coding.qp, spec.dq,
+                                 hdr.scan_order if len(e.dims) > 1 else 0,
+                                 e.codebook is not None, coding, unit.size))
+    return out
+
+
+def decode_units(data: bytes, *, state: DecoderState | None = None, legacy: bool | None = None,
+                 limits: DecodeLimits | None = None
+                 ) -> Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]:
+    """Parse and decode ``data`` unit by unit.
+
+    ``legacy`` selects the NNCodec 0.3.x payload flavour; by default it is used for profile-0
+    streams (edition 1 as 0.3.x writes it) and the 2.x flavour for profile 1.
+    """
+    limits = limits or DecodeLimits()
+    ctx = StreamContext()
+    total = [0]
+    for unit in iter_units(data, ctx):
+        if unit.unit_type != NnrUnitType.NDU:
+            yield unit, ctx, []
+            continue
+        use_legacy = (ctx.general_profile_idc == 0) if legacy is None else legacy
+        try:
+            if unit.header.payload_type != PayloadType.RAW_FLOAT:
+                _check_limits(_elements(unit, ctx), limits, total)
+            tensors = _decode_ndu(data, unit, ctx, state, use_legacy)
+        except BitstreamError as exc:
+            raise exc.located(unit_index=unit.index, unit_type=unit.type_name,
+                              offset=exc.offset if exc.offset is not None else unit.offset) from exc
+        yield unit, ctx, tensors
