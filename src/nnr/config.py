@@ -8,7 +8,10 @@ from typing import Any, Mapping
 from nnr.errors import ConfigError
 from nnr.quantization import qp_range
 
-__all__ = ["EncodeConfig", "DecodeLimits"]
+__all__ = ["EncodeConfig", "DecodeLimits", "BLOCK_ROLES"]
+
+#: Roles of the tensors that an NNR_PT_BLOCK NDU carries beside the weight.
+BLOCK_ROLES = ("weight.ls", "bias", "bn.beta", "bn.gamma", "bn.mean", "bn.var")
 
 _CODEBOOK_MODES = ("off", "on", "auto")
 
@@ -19,7 +22,9 @@ class EncodeConfig:
 
     ``qp`` applies to tensors with two or more dimensions ("weights"), ``nonweight_qp`` to
     1-D tensors (biases, norms); ``None`` means -75 where the qp field can carry it, else the
-    smallest qp it can carry. ``qp_per_tensor`` overrides both by name.
+    smallest qp it can carry. ``qp_per_tensor`` overrides both by name. ``blocks`` maps a
+    weight's name to ``{role: tensor name}`` (roles in :data:`BLOCK_ROLES`) to code them
+    together in one NNR_PT_BLOCK unit.
     """
 
     qp: int = -38
@@ -34,6 +39,7 @@ class EncodeConfig:
     row_skip: bool = False
     cabac_unary_length_minus1: int = 10
     threads: int | None = None
+    blocks: Mapping[str, Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.qp_density <= 7:
@@ -57,6 +63,15 @@ class EncodeConfig:
             raise ConfigError("cabac_unary_length_minus1 must be in 0..255")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        for weight, members in (self.blocks or {}).items():
+            bad = sorted(set(members) - set(BLOCK_ROLES))
+            if bad:
+                raise ConfigError(f"block of {weight!r}: unknown role(s) {bad}; roles are "
+                                  f"{', '.join(BLOCK_ROLES)}")
+            bn = [r for r in BLOCK_ROLES if r.startswith("bn.") and r in members]
+            if bn and len(bn) != 4:
+                raise ConfigError(f"block of {weight!r}: batch-norm needs all of "
+                                  "bn.beta, bn.gamma, bn.mean, bn.var")
         if self.row_skip and self.profile == 0:
             raise ConfigError("row skipping needs profile 1 (edition 2)")
 

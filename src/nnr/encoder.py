@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType, QuantizationMethodFlags
 from nnr.bitstream.stream import StreamContext, StreamWriter, write_unit
 from nnr.bitstream.units.compressed_data import (CabacEntryPoint, CompressedDataUnitHeader,
@@ -15,7 +16,7 @@ from nnr.bitstream.units.compressed_data import (CabacEntryPoint, CompressedData
 from nnr.bitstream.units.model_parameter_set import ModelParameterSet
 from nnr.bitstream.units.start import StartUnitHeader
 from nnr.bitstream.units.topology import TopologyPayload, TopologyUnitHeader
-from nnr.config import EncodeConfig
+from nnr.config import BLOCK_ROLES, EncodeConfig
 from nnr.entropy import TensorCoding, TensorSpec, decode_payload, encode_payload
 from nnr.errors import ConfigError
 from nnr.quantization import make_codebook, qp_range, quantize
@@ -84,16 +85,18 @@ def _spec(shape, cfg: EncodeConfig, *, scan: int, dq: bool, has_qp: bool,
                       legacy_v03=cfg.profile == 0)
 
 
-def _entry_points(payload: bytes, spec: TensorSpec) -> list[CabacEntryPoint]:
-    """Entry points of the block rows, found by decoding the finished payload."""
-    _, _, eps, _ = decode_payload(payload, [spec])
-    start, points = eps[0]
-    out, prev = [], start
-    for p in points:
-        out.append(CabacEntryPoint(cabac_offset=p.cabac_offset,
-                                   dq_state=p.dq_state if spec.dq else 0,
-                                   bit_offset_delta=p.bit_position - prev))
-        prev = p.bit_position
+def _entry_points(payload: bytes, specs: list[TensorSpec]) -> list[CabacEntryPoint]:
+    """Entry points of the block rows of every tensor, found by decoding the finished payload
+    (each tensor's first delta counts from its own level-data start)."""
+    _, _, eps, _ = decode_payload(payload, specs)
+    out = []
+    for (start, points), spec in zip(eps, specs):
+        prev = start
+        for p in points:
+            out.append(CabacEntryPoint(cabac_offset=p.cabac_offset,
+                                       dq_state=p.dq_state if spec.dq else 0,
+                                       bit_offset_delta=p.bit_position - prev))
+            prev = p.bit_position
     return out
 
 
@@ -127,20 +130,41 @@ def _base_header(name: str, shape, index: int, cfg: EncodeConfig, pt: PayloadTyp
     return hdr
 
 
+@dataclass
+class _Part:
+    """One tensor of an NDU payload, ready for the entropy coder."""
+
+    k: np.ndarray
+    shape: tuple[int, ...]
+    qp: int
+    codebook: IntegerCodebook | None = None
+
+
+def _code_parts(parts: list[_Part], cfg: EncodeConfig, hdr: CompressedDataUnitHeader, *,
+                dq: bool, has_qp: bool) -> _Coded:
+    """Code the tensors of one NDU (payload order) and complete its header."""
+    specs, codings = [], []
+    for part in parts:
+        scan = _scan_for(part.shape, cfg)
+        specs.append(_spec(part.shape, cfg, scan=scan, dq=dq, has_qp=has_qp,
+                           codebook=part.codebook))
+        codings.append(TensorCoding(qp=part.qp, row_skip=_row_skip(part.k, part.shape, cfg,
+                                                                   scan, dq)))
+    payload, _ = encode_payload([p.k for p in parts], specs, codings, cfg.param_opt)
+    weight = parts[-1]
+    hdr.dq_flag = int(dq)
+    hdr.codebook = weight.codebook
+    if len(weight.shape) > 1:
+        hdr.scan_order = _scan_for(weight.shape, cfg)
+        if hdr.scan_order and any(s.rows > (4 << s.scan_order) for s in specs):
+            hdr.cabac_entry_point_list = _entry_points(payload, specs)
+    return _Coded(hdr, payload)
+
+
 def _code_levels(k: np.ndarray, shape, cfg: EncodeConfig, hdr: CompressedDataUnitHeader, *,
                  qp: int, dq: bool, has_qp: bool, codebook: IntegerCodebook | None = None
                  ) -> _Coded:
-    scan = _scan_for(shape, cfg)
-    spec = _spec(shape, cfg, scan=scan, dq=dq, has_qp=has_qp, codebook=codebook)
-    coding = TensorCoding(qp=qp, row_skip=_row_skip(k, shape, cfg, scan, dq))
-    payload, _ = encode_payload([k], [spec], [coding], cfg.param_opt)
-    hdr.dq_flag = int(dq)
-    hdr.codebook = codebook
-    if len(shape) > 1:
-        hdr.scan_order = scan
-        if scan and spec.rows > (4 << scan):
-            hdr.cabac_entry_point_list = _entry_points(payload, spec)
-    return _Coded(hdr, payload)
+    return _code_parts([_Part(k, shape, qp, codebook)], cfg, hdr, dq=dq, has_qp=has_qp)
 
 
 def _codebook_levels(w: np.ndarray, shape, cfg: EncodeConfig, qp: int
@@ -230,6 +254,57 @@ def _stream_writer(cfg: EncodeConfig) -> StreamWriter:
     return sw
 
 
+#: Payload order of the tensors of a BLOCK NDU besides the weight (which comes last), and
+#: header order of their names (after the weight).
+_BLOCK_PAYLOAD_ORDER = ("weight.ls", "bias", "bn.beta", "bn.gamma", "bn.mean", "bn.var")
+_BLOCK_HEADER_ORDER = ("weight.ls", "bn.beta", "bn.gamma", "bn.mean", "bn.var", "bias")
+
+
+def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
+                  index: int, cfg: EncodeConfig) -> _Coded:
+    w = arrays[weight]
+    parts = []
+    for role in _BLOCK_PAYLOAD_ORDER:
+        if role in members:
+            arr = arrays[members[role]]
+            k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, cfg.qp_for(members[role], 1),
+                                            cfg)
+            parts.append(_Part(k, arr.shape, qp))
+    rows, cols = _rows_cols(w.shape)
+    k, qp = _quantize_with_fallback(w, rows, cols, cfg.qp_for(weight, w.ndim), cfg)
+    parts.append(_Part(k, w.shape, qp))
+    cpt = (CPT.LS if "weight.ls" in members else 0) | (CPT.BI if "bias" in members else 0) \
+        | (CPT.BN if "bn.beta" in members else 0)
+    hdr = _base_header(weight, w.shape, index, cfg, PayloadType.BLOCK)
+    hdr.topology_elem_id = None
+    hdr.topology_elem_id_list = [weight] + [members[r] for r in _BLOCK_HEADER_ORDER
+                                            if r in members]
+    hdr.compressed_parameter_types = int(cpt)
+    return _code_parts(parts, cfg, hdr, dq=cfg.dq, has_qp=True)
+
+
+def _check_blocks(cfg: EncodeConfig, arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """Validate ``cfg.blocks``; returns member name -> weight name."""
+    owner: dict[str, str] = {}
+    for weight, members in (cfg.blocks or {}).items():
+        if weight not in arrays:
+            raise ConfigError(f"block weight {weight!r} is not among the tensors")
+        w = arrays[weight]
+        if w.dtype != np.float32:
+            raise ConfigError(f"block weight {weight!r} must be a float tensor")
+        for role, name in members.items():
+            arr = arrays.get(name)
+            if arr is None:
+                raise ConfigError(f"block of {weight!r}: {role} tensor {name!r} is missing")
+            if arr.dtype != np.float32 or arr.shape != (w.shape[0],):
+                raise ConfigError(f"block of {weight!r}: {role} tensor {name!r} must be float "
+                                  f"with shape ({w.shape[0]},), got {arr.dtype} {arr.shape}")
+            if name in owner or name in (cfg.blocks or {}):
+                raise ConfigError(f"tensor {name!r} belongs to more than one block")
+            owner[name] = weight
+    return owner
+
+
 def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
                    state: EncoderState | None = None) -> bytes:
     if not isinstance(tensors, Mapping):
@@ -237,15 +312,24 @@ def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
     if state is not None:
         from nnr.errors import UnsupportedFeatureError
         raise UnsupportedFeatureError("incremental encoding is not implemented yet")
-    items = [(name, prepare_tensor(name, value)) for name, value in tensors.items()]
-    sw = _stream_writer(cfg)
-    work = [(name, arr, i) for i, (name, arr) in enumerate(items)]
-    threads = min(cfg.thread_count(), max(1, len(work)))
+    arrays = {name: prepare_tensor(name, value) for name, value in tensors.items()}
+    owner = _check_blocks(cfg, arrays)
+    jobs = []
+    for index, name in enumerate(arrays):
+        if name in owner:
+            continue
+        members = (cfg.blocks or {}).get(name)
+        if members:
+            jobs.append(lambda n=name, m=members, i=index: _encode_block(n, m, arrays, i, cfg))
+        else:
+            jobs.append(lambda n=name, i=index: _encode_one(n, arrays[n], i, cfg))
+    threads = min(cfg.thread_count(), max(1, len(jobs)))
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
-            coded = list(pool.map(lambda t: _encode_one(t[0], t[1], t[2], cfg), work))
+            coded = list(pool.map(lambda job: job(), jobs))
     else:
-        coded = [_encode_one(name, arr, i, cfg) for name, arr, i in work]
+        coded = [job() for job in jobs]
+    sw = _stream_writer(cfg)
     for c in coded:
         sw.add(NnrUnitType.NDU, c.header, c.payload)
     return sw.getvalue()
