@@ -426,8 +426,7 @@ class CompressedDataUnitHeader:
             self.tensor_dimensions = [r.ue(7) for _ in range(count)]
         if self.nnr_compressed_data_unit_payload_type != PayloadType.BLOCK and multiple:
             raise UnsupportedFeatureError(
-                "topology_tensor_dimension_mapping() (split tensors) is not implemented",
-                offset=r.byte_position)
+                "topology_tensor_dimension_mapping() (split tensors) is not implemented")
         if self.cabac_unary_length_flag:
             self.cabac_unary_length_minus1 = r.u(8)
 

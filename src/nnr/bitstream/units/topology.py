@@ -71,7 +71,7 @@ class TopologyPayload:
         fmt = header.topology_storage_format if header is not None else 0
         if fmt == TopologyStorageFormat.PRUN:
             raise UnsupportedFeatureError("NNR_TPL_PRUN (pruning topology container) is not "
-                                          "implemented", offset=r.byte_position)
+                                          "implemented")
         if fmt == TopologyStorageFormat.REFLIST:
             ids = read_topology_elements_ids_list(r, 0)
             return cls(topology_data=None, topology_elem_id_list=ids)  # type: ignore[arg-type]
