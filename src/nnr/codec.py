@@ -1,6 +1,7 @@
 """Public entry points: encode, decode, inspect, save, load."""
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -112,12 +113,16 @@ def _tools_of(unit, ctx, tensors) -> set[str]:
     return tools
 
 
-def inspect(data: bytes | bytearray | memoryview, *, legacy: bool | None = None) -> StreamInfo:
+def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
+            legacy: bool | None = None) -> StreamInfo:
     """Parse and decode a stream and describe it (every payload is decoded, so the qp of each
-    tensor is known and a corrupt payload is reported)."""
+    tensor is known and a corrupt payload is reported). An update stream that uses temporal
+    context adaptation needs the decoder ``state`` of the streams before it; it is copied,
+    not changed."""
     data = bytes(data)
     info = StreamInfo(profile=0, size=len(data))
-    for unit, ctx, tensors in decode_units(data, state=DecoderState(), legacy=legacy):
+    work = copy.deepcopy(state) if state is not None else DecoderState()
+    for unit, ctx, tensors in decode_units(data, state=work, legacy=legacy):
         info.units.append(UnitInfo(unit.index, unit.type_name, unit.offset, unit.size))
         if unit.unit_type == NnrUnitType.STR:
             info.profile = unit.header.general_profile_idc
