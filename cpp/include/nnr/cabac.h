@@ -134,4 +134,47 @@ class BinDecoder {
   int32_t bits_needed_ = -8;
 };
 
+// ---- hot paths, inline so that the tensor loop keeps the coder state in registers
+
+inline void BinEncoder::encode(uint32_t bin, Context& ctx) {
+  const uint32_t lps = ctx.rlps(range_);
+  range_ -= lps;
+  if (bin == ctx.mps()) {
+    if (range_ < 256) {
+      range_ += range_;
+      low_ += low_;
+      bits_left_ -= 1;
+      if (bits_left_ < 12) write_out();
+    }
+  } else {
+    const uint32_t n = uint32_t(__builtin_clz(lps)) - 23;
+    low_ += range_;
+    range_ = lps << n;
+    low_ <<= n;
+    bits_left_ -= n;
+    if (bits_left_ < 12) write_out();
+  }
+  ctx.update(bin);
+}
+
+inline uint32_t BinDecoder::decode(Context& ctx) {
+  const uint32_t lps = ctx.rlps(range_);
+  const uint32_t mps_range = range_ - lps;
+  // Branch-free: is_lps is all ones when the offset falls into the LPS sub-range.
+  const int32_t is_lps = int32_t(mps_range + ~(value_ >> 7)) >> 31;
+  range_ = mps_range ^ ((mps_range ^ lps) & uint32_t(is_lps));
+  value_ -= (mps_range << 7) & uint32_t(is_lps);
+  const uint32_t bin = ctx.mps() ^ uint32_t(is_lps & 1);
+  const uint32_t n = uint32_t(__builtin_clz(range_)) - 23;
+  range_ <<= n;
+  value_ <<= n;
+  bits_needed_ += static_cast<int32_t>(n);
+  if (bits_needed_ >= 0) {
+    value_ += next_byte() << bits_needed_;
+    bits_needed_ -= 8;
+  }
+  ctx.update(bin);
+  return bin;
+}
+
 }  // namespace nnr

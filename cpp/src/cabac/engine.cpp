@@ -9,27 +9,6 @@ inline uint32_t clz32(uint32_t x) { return static_cast<uint32_t>(__builtin_clz(x
 
 // ---------------------------------------------------------------- encoder
 
-void BinEncoder::encode(uint32_t bin, Context& ctx) {
-  const uint32_t lps = ctx.rlps(range_);
-  range_ -= lps;
-  if (bin == ctx.mps()) {
-    if (range_ < 256) {
-      range_ += range_;
-      low_ += low_;
-      bits_left_ -= 1;
-      if (bits_left_ < 12) write_out();
-    }
-  } else {
-    const uint32_t n = clz32(lps) - 23;
-    low_ += range_;
-    range_ = lps << n;
-    low_ <<= n;
-    bits_left_ -= n;
-    if (bits_left_ < 12) write_out();
-  }
-  ctx.update(bin);
-}
-
 void BinEncoder::encode_bypass(uint32_t bin) {
   low_ <<= 1;
   if (bin) low_ += range_;
@@ -114,30 +93,6 @@ BinDecoder::BinDecoder(const uint8_t* data, size_t size) : data_(data), size_(si
   value_ = (b0 << 8) | b1;
 }
 
-uint32_t BinDecoder::decode(Context& ctx) {
-  const uint32_t lps = ctx.rlps(range_);
-  const uint32_t mps_range = range_ - lps;
-  uint32_t bin;
-  if ((value_ >> 7) >= mps_range) {  // LPS
-    bin = 1 - ctx.mps();
-    value_ -= mps_range << 7;
-    range_ = lps;
-  } else {
-    bin = ctx.mps();
-    range_ = mps_range;
-  }
-  const uint32_t n = clz32(range_) - 23;
-  range_ <<= n;
-  value_ <<= n;
-  bits_needed_ += static_cast<int32_t>(n);
-  if (bits_needed_ >= 0) {
-    value_ += next_byte() << bits_needed_;
-    bits_needed_ -= 8;
-  }
-  ctx.update(bin);
-  return bin;
-}
-
 uint32_t BinDecoder::decode_bypass() {
   value_ += value_;
   if (++bits_needed_ >= 0) {
@@ -153,6 +108,21 @@ uint32_t BinDecoder::decode_bypass() {
 }
 
 uint32_t BinDecoder::decode_bypass_bins(uint32_t count) {
+  if (range_ == 256) {  // after an entry point: the bins are the next bits of the offset
+    uint32_t bins = 0;
+    while (count > 0) {
+      const uint32_t n = count < 8 ? count : 8;
+      bins = (bins << n) | ((value_ >> (15 - n)) & ((1u << n) - 1));
+      value_ = (value_ << n) & 0x7FFF;
+      count -= n;
+      bits_needed_ += static_cast<int32_t>(n);
+      if (bits_needed_ >= 0) {
+        value_ |= next_byte() << bits_needed_;
+        bits_needed_ -= 8;
+      }
+    }
+    return bins;
+  }
   uint32_t bins = 0;
   for (uint32_t i = 0; i < count; ++i) bins = (bins << 1) | decode_bypass();
   return bins;

@@ -47,10 +47,9 @@ struct Branch {
   int slot;  // 0..3: candidate k with k & 3 == slot; 4: zero
 };
 
-struct Decision {
-  int32_t q;
-  int8_t prev;
-};
+// Per state: the previous state (bits 0-2) and the candidate slot (bits 3-5); the level is
+// recomputed from the weight when tracing back, so a decision takes one byte.
+using Decision = uint8_t;
 
 // Incoming branches per state, in the order NNCodec's trellis tries them (ties keep the first).
 std::array<std::vector<Branch>, 8> make_connections() {
@@ -91,27 +90,30 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   std::array<double, 8> cost, next;
   cost.fill(0.5 * std::numeric_limits<double>::max());
   cost[0] = 0.0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const float wv = w[order[i]];
-    const double check = std::round(wv * fscale);
-    if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
+  auto candidates = [&](float wv, std::array<Candidate, 5>& cand) {
     const int32_t sign = wv < 0 ? -1 : 1;
     const double org = qscale * double(wv) * double(sign);
-    std::array<Candidate, 5> cand;
     cand[4] = {org * org, 0};
     const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
     for (int32_t qi = lo; qi < lo + 4; ++qi) {
       const double d = org - double(qi);
       cand[qi & 3] = {d * d, sign * ((qi + 1) >> 1)};
     }
+  };
+  std::array<Candidate, 5> cand;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float wv = w[order[i]];
+    const double check = std::round(wv * fscale);
+    if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
+    candidates(wv, cand);
     for (int s = 0; s < 8; ++s) {
       double best = std::numeric_limits<double>::max();
-      Decision d{0, 0};
+      Decision d = 0;
       for (const Branch& b : conn[s]) {
         const double c = cost[b.prev] + cand[b.slot].dist;
         if (c < best) {
           best = c;
-          d = {cand[b.slot].q, int8_t(b.prev)};
+          d = Decision(b.prev | (b.slot << 3));
         }
       }
       next[s] = best;
@@ -123,9 +125,10 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   for (int i = 1; i < 8; ++i)
     if (cost[i] < cost[s]) s = i;
   for (uint64_t i = n; i-- > 0;) {
-    const Decision& d = dec[i][s];
-    s = d.prev;
-    int32_t v = d.q;
+    const Decision d = dec[i][s];
+    candidates(w[order[i]], cand);
+    s = d & 7;
+    int32_t v = cand[d >> 3].q;
     if (v != 0) v = 2 * v + (v < 0 ? (s & 1) : -(s & 1));
     k[order[i]] = v;
   }
