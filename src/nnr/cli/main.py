@@ -1,0 +1,211 @@
+"""``nnr``: the command-line face of nnr (entry point ``nnr.cli.main:main``).
+
+Every failure is reported as one line on standard error, ``nnr: error: ...``, never a traceback:
+exit status 1 for nnr errors (bad streams, unsupported tools, bad options), unreadable inputs
+and failed verifications, 2 for usage errors. Set ``NNR_DEBUG=1`` to get the traceback of an
+unexpected exception.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from nnr.cli import commands, verify
+from nnr.cli.files import CliError, CliUsageError
+from nnr.errors import NnrError
+
+PROG = "nnr"
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class Parser(argparse.ArgumentParser):
+    """Reports usage errors as one line (raises instead of printing usage and exiting)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CliUsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("nnr")
+    except metadata.PackageNotFoundError:
+        import nnr
+        return str(getattr(nnr, "__version__", "unknown"))
+
+
+def _encode_defaults() -> dict[str, object]:
+    """Field defaults of nnr.EncodeConfig, for --help (empty when it cannot be introspected)."""
+    import dataclasses
+
+    import nnr
+    config = getattr(nnr, "EncodeConfig", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return {}
+    return {f.name: f.default for f in dataclasses.fields(config)
+            if f.default is not dataclasses.MISSING}
+
+
+def _qp_pair(text: str) -> tuple[str, int]:
+    name, sep, qp = text.rpartition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, int(qp)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=QP, got '{text}'") from None
+
+
+class _QpPerTensor(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        table = dict(getattr(namespace, self.dest, None) or {})
+        name, qp = values
+        table[name] = qp
+        setattr(namespace, self.dest, table)
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    d = _encode_defaults()
+
+    def h(text: str, field: str) -> str:
+        return f"{text} (default: {d[field]})" if field in d else text
+
+    p = sub.add_parser("encode", help="encode tensors (.npz) into an NNR bitstream",
+                       description="Encode named tensors into an NNR bitstream "
+                                   "(ISO/IEC 15938-17). Options left out keep nnr's defaults.",
+                       argument_default=argparse.SUPPRESS)
+    p.add_argument("input", help="tensors to encode (.npz; float32 tensors and int32 tensors)")
+    p.add_argument("-o", "--output", required=True,
+                   help="bitstream to write (.nnr or .nnc; '-' for standard output)")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--qp", type=int, metavar="QP",
+                   help=h("quantization parameter of tensors with 2 or more dimensions", "qp"))
+    q.add_argument("--qp-density", type=int, metavar="N",
+                   help=h("the step size doubles every 2**N qp steps", "qp_density"))
+    q.add_argument("--nonweight-qp", type=int, metavar="QP",
+                   help=h("qp of 1-D tensors (biases, batch-norm)", "nonweight_qp"))
+    q.add_argument("--qp-per-tensor", metavar="NAME=QP", type=_qp_pair, action=_QpPerTensor,
+                   help="qp of one tensor, overriding --qp/--nonweight-qp (repeatable)")
+    q.add_argument("--dq", action=argparse.BooleanOptionalAction,
+                   help=h("dependent (trellis-coded) quantization", "dq"))
+    q.add_argument("--codebook", choices=["off", "on", "auto"],
+                   help=h("codebook quantization: never, always, or where it is smaller",
+                          "codebook"))
+    c = p.add_argument_group("entropy coding")
+    c.add_argument("--scan-order", type=int, choices=range(5),
+                   help=h("0 raster, 1..4 blocks of 8x8 .. 64x64 with entry points",
+                          "scan_order"))
+    c.add_argument("--profile", type=int, choices=(0, 1),
+                   help=h("general_profile_idc: 0 edition 1, 1 edition 2", "profile"))
+    c.add_argument("--no-param-opt", dest="param_opt", action="store_false",
+                   help="do not optimise the context initialisation per tensor")
+    c.add_argument("--row-skip", dest="row_skip", action="store_true",
+                   help="signal all-zero rows once instead of coding them (profile 1)")
+    c.add_argument("--cabac-unary-length-minus1", type=int, metavar="N",
+                   help=h("unary part of the level binarization, minus 1",
+                          "cabac_unary_length_minus1"))
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="worker threads (default: all cores)")
+    p.set_defaults(run=commands.run_encode)
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="decode an NNR bitstream into tensors (.npz)",
+                       description="Decode NNR bitstreams into an .npz file. Several streams "
+                                   "are an incremental sequence decoded in order; their tensors "
+                                   "are keyed '<step>/<name>'.")
+    p.add_argument("inputs", nargs="+", metavar="input",
+                   help="bitstream(s) (.nnr/.nnc; '-' for standard input)")
+    p.add_argument("-o", "--output", required=True,
+                   help="tensors to write (.npz; '-' for standard output)")
+    p.set_defaults(run=commands.run_decode)
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="show the units, tensors and tools of a bitstream",
+                       description="Show the NNR units, the coded tensors (shape, dtype, "
+                                   "payload type, qp, dq, scan order, codebook, coded size) and "
+                                   "the coding tools of a bitstream. Several streams are an "
+                                   "incremental sequence: the last one is shown, after the "
+                                   "earlier ones are decoded (TCA and HDSP need them).")
+    p.add_argument("inputs", nargs="+", metavar="input",
+                   help="bitstream(s) (.nnr/.nnc; '-' for standard input)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=commands.run_info)
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="decode a bitstream and check the result",
+                       description="Decode a bitstream and check every tensor, either against "
+                                   "a conformance manifest (sha256 of the decoded tensors) or "
+                                   "against the original tensors. Exit status 0 only when "
+                                   "everything matches.")
+    p.add_argument("input", help="bitstream (.nnr/.nnc; '-' for standard input)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--manifest", metavar="MANIFEST.json",
+                     help="conformance manifest (tests/vectors/manifest.json format)")
+    how.add_argument("--against", metavar="ORIGINAL.npz",
+                     help="the tensors that were encoded")
+    p.add_argument("--id", help="vector id in the manifest (default: found by the stream's "
+                                "sha256)")
+    p.add_argument("--max-abs-error", type=float, metavar="X",
+                   help="with --against: fail when a tensor's max abs error exceeds X")
+    p.set_defaults(run=verify.run_verify)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description="Encode, decode and inspect MPEG NNR "
+                                           "(ISO/IEC 15938-17) neural network bitstreams.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command",
+                                parser_class=Parser)
+    for add in (_add_encode, _add_decode, _add_info, _add_verify):
+        add(sub)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _error(message: str, status: int) -> int:
+    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.run(args))
+    except CliUsageError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except CliError as exc:
+        return _error(str(exc), EXIT_ERROR)
+    except NnrError as exc:
+        return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    except MemoryError:
+        return _error("out of memory", EXIT_ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nnr`` command; return the exit status (the console script exits with it)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (e.g. `nnr info x.nnr | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except Exception as exc:  # never a traceback for a user, unless asked for
+        if os.environ.get("NNR_DEBUG"):
+            raise
+        return _error(f"internal error: {type(exc).__name__}: {exc} "
+                      "(set NNR_DEBUG=1 for a traceback)", EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
