@@ -13,23 +13,51 @@ import numpy as np
 from nnr.bitstream.enums import NnrUnitType, PayloadType
 from nnr.config import DecodeLimits, EncodeConfig
 from nnr.decoder import DecoderState, decode_units
-from nnr.encoder import EncoderState, encode_tensors
+from nnr.encoder import EncoderState, Topology, encode_tensors
 from nnr.errors import ConfigError
 
-__all__ = ["encode", "decode", "inspect", "save", "load", "StreamInfo", "UnitInfo", "TensorInfo",
+__all__ = ["encode", "decode", "decode_stream", "DecodedStream", "Topology", "inspect", "save", "load", "StreamInfo", "UnitInfo", "TensorInfo",
            "DecoderState", "EncoderState"]
 
 
 def encode(tensors: Mapping[str, Any], config: EncodeConfig | None = None, *,
-           state: EncoderState | None = None, **options: Any) -> bytes:
+           state: EncoderState | None = None, topology: Topology | None = None,
+           **options: Any) -> bytes:
     """Code a mapping of names to arrays as one NNR bitstream.
 
     Float tensors are quantized (``qp``, ``dq``, ``codebook`` ...; see :class:`EncodeConfig`);
     integer tensors are coded losslessly as NNR_PT_INT. ``state`` (edition 2) makes the stream
-    an incremental update against the tensors coded before with the same state.
+    an incremental update against the tensors coded before with the same state. ``topology``
+    is carried in the NNR_TPL unit (see :func:`decode_stream`).
     """
     cfg = EncodeConfig.from_options(config, **options)
-    return encode_tensors(tensors, cfg, state)
+    return encode_tensors(tensors, cfg, state, topology)
+
+
+@dataclass
+class DecodedStream:
+    """A decoded stream: its tensors, the topology unit's content and the profile."""
+
+    tensors: dict[str, np.ndarray]
+    topology: Topology | None
+    profile: int
+
+
+def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
+                  legacy: bool | None = None, limits: DecodeLimits | None = None
+                  ) -> DecodedStream:
+    """Like :func:`decode`, also returning the NNR_TPL topology and the profile."""
+    out = DecodedStream({}, None, 0)
+    for unit, _, tensors in decode_units(bytes(data), state=state, legacy=legacy, limits=limits):
+        if unit.unit_type == NnrUnitType.STR:
+            out.profile = unit.header.general_profile_idc
+        elif unit.unit_type == NnrUnitType.TPL and unit.payload.topology_data is not None:
+            out.topology = Topology(unit.header.topology_storage_format,
+                                    bytes(unit.payload.topology_data),
+                                    unit.header.topology_compression_format)
+        for t in tensors:
+            out.tensors[t.name] = t.array
+    return out
 
 
 def decode(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,

@@ -21,7 +21,7 @@ from nnr.entropy import TensorCoding, TensorSpec, decode_payload, encode_payload
 from nnr.errors import ConfigError
 from nnr.quantization import make_codebook, qp_range, quantize
 
-__all__ = ["EncoderState", "encode_tensors", "prepare_tensor"]
+__all__ = ["EncoderState", "Topology", "encode_tensors", "prepare_tensor"]
 
 _INT_KINDS = "iub"
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
@@ -244,13 +244,27 @@ def _quantize_with_fallback(arr: np.ndarray, rows: int, cols: int, qp: int, cfg:
             qp = min(hi, qp + (1 << cfg.qp_density))
 
 
-def _stream_writer(cfg: EncodeConfig) -> StreamWriter:
+@dataclass(frozen=True)
+class Topology:
+    """What an NNR_TPL unit carries: ``storage_format`` (``TopologyStorageFormat``: 0 plain
+    tensors, 1 NNEF, 2 ONNX, 3 PyTorch, 4 TensorFlow), ``compression_format`` (0 raw,
+    1 deflate) and the ``data`` bytes in that format."""
+
+    storage_format: int = 0
+    data: bytes = b"\0"
+    compression_format: int = 0
+
+
+def _stream_writer(cfg: EncodeConfig, topology: Topology | None) -> StreamWriter:
+    topology = topology or Topology()
     sw = StreamWriter()
     sw.add(NnrUnitType.STR, StartUnitHeader(general_profile_idc=cfg.profile))
     sw.add(NnrUnitType.MPS, None, ModelParameterSet(
         topology_carriage_flag=1, mps_quantization_method_flags=int(QuantizationMethodFlags.QSU),
         mps_qp_density=cfg.qp_density, mps_quantization_parameter=0))
-    sw.add(NnrUnitType.TPL, TopologyUnitHeader(), TopologyPayload())
+    sw.add(NnrUnitType.TPL, TopologyUnitHeader(topology.storage_format,
+                                               topology.compression_format),
+           TopologyPayload(topology_data=bytes(topology.data)))
     return sw
 
 
@@ -306,7 +320,7 @@ def _check_blocks(cfg: EncodeConfig, arrays: Mapping[str, np.ndarray]) -> dict[s
 
 
 def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
-                   state: EncoderState | None = None) -> bytes:
+                   state: EncoderState | None = None, topology: Topology | None = None) -> bytes:
     if not isinstance(tensors, Mapping):
         raise ConfigError("tensors must be a mapping of names to arrays")
     if state is not None:
@@ -329,7 +343,7 @@ def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
             coded = list(pool.map(lambda job: job(), jobs))
     else:
         coded = [job() for job in jobs]
-    sw = _stream_writer(cfg)
+    sw = _stream_writer(cfg, topology)
     for c in coded:
         sw.add(NnrUnitType.NDU, c.header, c.payload)
     return sw.getvalue()

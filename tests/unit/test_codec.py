@@ -69,8 +69,8 @@ def _model(seed: int = 0) -> dict[str, np.ndarray]:
     return m
 
 
-@pytest.mark.parametrize("dq,scan,codebook", itertools.product([True, False], range(5),
-                                                               ["off", "on", "auto"]))
+@pytest.mark.parametrize("dq,scan,codebook", list(itertools.product([True, False], range(5),
+                                                                    ["off", "on", "auto"])))
 def test_round_trip_error_bound(dq, scan, codebook):
     m = _model()
     out = nnr.decode(nnr.encode(m, qp=-38, dq=dq, scan_order=scan, codebook=codebook))
