@@ -76,7 +76,8 @@ def test_flags_reach_the_stream(nnr_cli, tmp_path, small):
     by_name = {t.name: t for t in info.tensors}
     assert set(by_name) == {"a", "b", "c"}
     for name in ("a", "c"):
-        assert (by_name[name].qp, bool(by_name[name].dq), by_name[name].scan_order) == (-30, False, 2)
+        t = by_name[name]
+        assert (t.qp, bool(t.dq), t.scan_order) == (-30, False, 2)
     assert by_name["b"].qp == -60
 
 

@@ -21,7 +21,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import nnr
 

@@ -123,6 +123,7 @@ void code_remainder(Sink& s, const Layout& L, uint32_t value, int64_t rem_max) {
 
 template <class Sink>
 void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int state, const Codebook& cb) {
+  if (cb.size == 1) return;  // a one-entry codebook: nothing is coded
   const uint32_t sig = value != 0;
   s.bin(sig, m.sig(state));
   if (!sig) return;
@@ -436,6 +437,7 @@ class TensorEncoder {
         },
         [&]() {
           for (auto& e : est) e.reset();
+          if (p_.legacy_v03) m.neighbour = 0;  // 0.3.x resets the neighbour here, 2.x does not
         });
   }
 
