@@ -128,18 +128,19 @@ nb::tuple encode_payload(const std::vector<ParamTuple>& tuples, const std::vecto
 }
 
 nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> quantize(F32Array w, uint32_t rows, uint32_t cols, int scan_order, bool dq,
-                                                      float step) {
+                                                      float step, double lambda_scale, uint32_t num_gtx) {
   nnr::TensorParams shape;
   shape.rows = rows;
   shape.cols = cols;
   shape.scan_order = scan_order;
+  shape.num_gtx = num_gtx;
   if (w.shape(0) != shape.size()) throw nnr::Error(nnr::ErrorKind::Config, "weight array size differs from rows*cols");
   auto* k = new std::vector<int32_t>(shape.size());
   bool ok;
   {
     nb::gil_scoped_release release;
-    ok = dq ? nnr::quantize_dependent(w.data(), k->data(), shape, step)
-            : nnr::quantize_uniform(w.data(), k->data(), shape.size(), step);
+    ok = dq ? nnr::quantize_dependent_rd(w.data(), k->data(), shape, step, lambda_scale)
+            : nnr::quantize_uniform_rd(w.data(), k->data(), shape, step, lambda_scale);
   }
   if (!ok) {
     delete k;
@@ -183,7 +184,8 @@ NB_MODULE(_core, m) {
   });
   m.def("decode_payload", &decode_payload, "data"_a, "params"_a);
   m.def("encode_payload", &encode_payload, "params"_a, "levels"_a, "sides"_a, "param_opt"_a);
-  m.def("quantize", &quantize, "w"_a, "rows"_a, "cols"_a, "scan_order"_a, "dq"_a, "step"_a);
+  m.def("quantize", &quantize, "w"_a, "rows"_a, "cols"_a, "scan_order"_a, "dq"_a, "step"_a,
+        "lambda_scale"_a = 0.0, "num_gtx"_a = 11);
   m.def("dequantize", &dequantize, "k"_a, "step"_a);
   m.def("step_size", &nnr::step_size, "qp"_a, "qp_density"_a);
 }

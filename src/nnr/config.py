@@ -24,7 +24,8 @@ class EncodeConfig:
     1-D tensors (biases, norms); ``None`` means -75 where the qp field can carry it, else the
     smallest qp it can carry. ``qp_per_tensor`` overrides both by name. ``blocks`` maps a
     weight's name to ``{role: tensor name}`` (roles in :data:`BLOCK_ROLES`) to code them
-    together in one NNR_PT_BLOCK unit.
+    together in one NNR_PT_BLOCK unit. ``lambda_scale`` > 0 turns on rate-distortion optimised
+    quantization (RDOQ for uniform, a rate-aware trellis for DQ; NNCodec's scaling).
     """
 
     qp: int = -38
@@ -40,6 +41,7 @@ class EncodeConfig:
     cabac_unary_length_minus1: int = 10
     threads: int | None = None
     blocks: Mapping[str, Mapping[str, str]] | None = None
+    lambda_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.qp_density <= 7:
@@ -61,6 +63,8 @@ class EncodeConfig:
             raise ConfigError(f"profile must be 0 or 1, got {self.profile}")
         if not 0 <= self.cabac_unary_length_minus1 <= 255:
             raise ConfigError("cabac_unary_length_minus1 must be in 0..255")
+        if not (self.lambda_scale >= 0 and self.lambda_scale < float("inf")):
+            raise ConfigError(f"lambda_scale must be a finite number >= 0, got {self.lambda_scale}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         for weight, members in (self.blocks or {}).items():

@@ -175,7 +175,9 @@ def _codebook_levels(w: np.ndarray, shape, cfg: EncodeConfig, qp: int
     lo, _ = qp_range(cfg.qp_density)
     cb_qp = max(cb_qp, lo)
     rows, cols = _rows_cols(shape)
-    k = quantize(w, rows, cols, qp=cb_qp, qp_density=cfg.qp_density, dq=False)
+    k = quantize(w, rows, cols, qp=cb_qp, qp_density=cfg.qp_density, dq=False,
+                 lambda_scale=cfg.lambda_scale,
+                 cabac_unary_length=cfg.cabac_unary_length_minus1 + 1)
     values, index = make_codebook(k)
     zero = int(np.argmin(np.abs(values)))
     codebook = IntegerCodebook(codebook=[int(v) for v in values], cb_zero_offset=zero,
@@ -237,7 +239,8 @@ def _quantize_with_fallback(arr: np.ndarray, rows: int, cols: int, qp: int, cfg:
     while True:
         try:
             return quantize(arr, rows, cols, qp=qp, qp_density=cfg.qp_density, dq=cfg.dq,
-                            scan_order=scan), qp
+                            scan_order=scan, lambda_scale=cfg.lambda_scale,
+                            cabac_unary_length=cfg.cabac_unary_length_minus1 + 1), qp
         except ConfigError:
             if qp >= hi:
                 raise

@@ -96,6 +96,32 @@ def minilm_model() -> dict[str, np.ndarray]:
     return dict(_source("p1_multi32_minilm"))
 
 
+def constant_tensors() -> dict[str, np.ndarray]:
+    """Tensors with one distinct value: one-entry codebooks (nothing coded for them)."""
+    return {"const.weight": np.full((20, 30), 0.25, np.float32),
+            "zero.weight": np.zeros((24, 9), np.float32),
+            "const.bias": np.full(10, -0.5, np.float32)}
+
+
+def block_model() -> dict[str, np.ndarray]:
+    """A conv layer with bias, batch-norm and local scaling, and a linear layer with bias."""
+    rng = np.random.default_rng(7)
+    w = _minilm_weight()[:40].reshape(40, 16, 3, 8).copy()   # real weights in a conv shape
+    c = w.shape[0]
+    vec = lambda s, o=0.0: (rng.standard_normal(c) * s + o).astype(np.float32)  # noqa: E731
+    return {"conv.weight": w, "conv.bias": vec(0.01), "bn.weight": vec(0.1, 1.0),
+            "bn.bias": vec(0.1), "bn.running_mean": vec(0.1), "bn.running_var": vec(0.05, 1.0),
+            "conv.weight_scaling": vec(0.01, 1.0),
+            "fc.weight": (rng.standard_normal((70, 96)) * 0.05).astype(np.float32),
+            "fc.bias": (rng.standard_normal(70) * 0.01).astype(np.float32)}
+
+
+BLOCKS = {"conv.weight": {"bias": "conv.bias", "bn.gamma": "bn.weight", "bn.beta": "bn.bias",
+                          "bn.mean": "bn.running_mean", "bn.var": "bn.running_var",
+                          "weight.ls": "conv.weight_scaling"},
+          "fc.weight": {"bias": "fc.bias"}}
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -130,6 +156,13 @@ def _cases() -> list[Case]:
         Case("no_param_opt", real_layer, {"param_opt": False}),
         Case("cabac_unary4", real_layer, {"cabac_unary_length_minus1": 4}),
         Case("minilm_32_tensors", minilm_model, {"qp": -36}),
+        Case("codebook_size_one", constant_tensors, {"codebook": "on"}),
+        Case("codebook_size_one_scan1", constant_tensors, {"codebook": "on", "scan_order": 1}),
+        Case("blocks_dq1_scan1", block_model, {"blocks": BLOCKS, "dq": True, "scan_order": 1}),
+        Case("blocks_dq0_scan2", block_model, {"blocks": BLOCKS, "dq": False, "scan_order": 2}),
+        Case("rowskip_scan1_dq1", zero_rows, {"row_skip": True, "dq": True, "scan_order": 1}),
+        Case("rd_trellis_scan1", real_layer, {"lambda_scale": 1.0, "dq": True, "scan_order": 1}),
+        Case("rdoq_scan0", real_layer, {"lambda_scale": 1.0, "dq": False}),
     ]
     return cases
 
@@ -187,8 +220,10 @@ def _assert_case_exercised(case: Case, data: bytes) -> None:
             assert all(bool(t.dq) == opts["dq"] for t in floats)
         if "qp" in opts and "qp_per_tensor" not in opts:
             assert all(t.qp == opts["qp"] for t in floats if len(t.shape) > 1)
-    if opts.get("row_skip"):
+    if opts.get("row_skip") and not (opts.get("dq", True) and opts.get("scan_order", 0)):
         assert any("row" in tool for tool in info.tools), info.tools
+    if opts.get("blocks"):
+        assert "block" in info.tools
     if case.id.startswith("large"):
         assert max(u.size for u in info.units) > 32767
 

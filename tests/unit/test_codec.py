@@ -201,3 +201,15 @@ def test_save_and_load(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "m.nnr"]
     with pytest.raises(ConfigError, match="no such file"):
         nnr.load(tmp_path / "missing.nnr")
+
+
+@pytest.mark.parametrize("dq,scan", [(False, 0), (True, 0), (True, 2), (False, 3)])
+def test_rate_distortion_quantization_trades_error_for_bytes(dq, scan):
+    w = {"w": _model(4)["fc.weight"]}
+    plain = nnr.encode(w, dq=dq, scan_order=scan, qp=-36)
+    rd = nnr.encode(w, dq=dq, scan_order=scan, qp=-36, lambda_scale=2.0)
+    assert len(rd) < len(plain)
+    err = lambda d: float(np.mean((nnr.decode(d)["w"] - w["w"]) ** 2))  # noqa: E731
+    assert err(plain) <= err(rd) < 4 * err(plain)
+    with pytest.raises(ConfigError, match="lambda_scale"):
+        nnr.encode(w, lambda_scale=-1.0)

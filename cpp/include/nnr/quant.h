@@ -19,6 +19,15 @@ bool quantize_uniform(const float* w, int32_t* k, uint64_t n, float step);
 // (NNCodec's default, lambda_scale 0). Writes reconstruction multipliers k.
 bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, float step);
 
+// Rate-distortion optimised variants: minimise (w/step - k)^2 + lambda * bits, with the bits
+// estimated by the CABAC rate model of the real coder (same binarization and context
+// selection; contexts adapt along each survivor path; entry-point resets are modelled).
+// lambda = lambda_scale * ln(2)/6 for uniform quantization (RDOQ) and
+// lambda_scale * 4 * ln(2)/6 * 0.7 for the dependent-quantization trellis (NNCodec's scaling).
+// lambda_scale <= 0 gives the distortion-only quantizers above.
+bool quantize_uniform_rd(const float* w, int32_t* k, const TensorParams& shape, float step, double lambda_scale);
+bool quantize_dependent_rd(const float* w, int32_t* k, const TensorParams& shape, float step, double lambda_scale);
+
 // w = float32(step) * float32(k), no fused multiply-add.
 void dequantize(const int32_t* k, float* w, uint64_t n, float step);
 

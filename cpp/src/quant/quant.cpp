@@ -1,5 +1,8 @@
 #include "nnr/quant.h"
 
+#include "../cabac/binarization.h"
+#include "nnr/cabac.h"
+
 #include <array>
 #include <cmath>
 #include <limits>
@@ -131,6 +134,190 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
     int32_t v = cand[d >> 3].q;
     if (v != 0) v = 2 * v + (v < 0 ? (s & 1) : -(s & 1));
     k[order[i]] = v;
+  }
+  return true;
+}
+
+namespace {
+
+using detail::Codebook;
+using detail::Layout;
+using detail::Modeler;
+
+// CABAC rate model of one coding path: the adaptive contexts and the neighbour level.
+struct RateModel {
+  std::vector<Context> ctx;
+  int32_t neighbour = 0;
+};
+
+struct CostSink {
+  const std::vector<Context>& ctx;
+  uint64_t bits = 0;  // 1/32768 bit
+  void bin(uint32_t b, int c) { bits += ctx[c].cost(b); }
+  void bypass(uint32_t, uint32_t count) { bits += uint64_t(count) << 15; }
+};
+
+struct UpdateSink {
+  std::vector<Context>& ctx;
+  void bin(uint32_t b, int c) { ctx[c].update(b); }
+  void bypass(uint32_t, uint32_t) {}
+};
+
+class RateEstimator {
+ public:
+  explicit RateEstimator(uint32_t num_gtx) : L_(num_gtx) {}
+  void init(RateModel& m) const {
+    m.ctx.assign(L_.size(), Context());
+    for (auto& c : m.ctx) c.init(0);
+    m.neighbour = 0;
+  }
+  void reset(RateModel& m) const {  // entry point: contexts back to their init, neighbour 0
+    for (auto& c : m.ctx) c.reset();
+    m.neighbour = 0;
+  }
+  double bits(const RateModel& m, int32_t q, int state) const {
+    Modeler mod;
+    mod.neighbour = m.neighbour;
+    CostSink sink{m.ctx};
+    detail::code_level(sink, L_, mod, q, state, none_);
+    return double(sink.bits) / 32768.0;
+  }
+  void update(RateModel& m, int32_t q, int state) const {
+    Modeler mod;
+    mod.neighbour = m.neighbour;
+    UpdateSink sink{m.ctx};
+    detail::code_level(sink, L_, mod, q, state, none_);
+    m.neighbour = q;
+  }
+
+ private:
+  Layout L_;
+  Codebook none_;
+};
+
+constexpr double kLn2Over6 = 0.69314718055994530942 / 6.0;
+
+// Scan positions and the indices after which a block row ends (entry-point resets).
+std::vector<uint64_t> scan_order_of(const TensorParams& shape, std::vector<uint8_t>& row_end) {
+  std::vector<uint64_t> order;
+  order.reserve(shape.size());
+  scan_positions(shape, [&](uint64_t pos) { order.push_back(pos); });
+  row_end.assign(order.size(), 0);
+  const int scan = shape.effective_scan();
+  if (scan) {
+    const uint64_t per_row = uint64_t(shape.cols) * (4u << scan);
+    for (uint64_t i = per_row; i < order.size(); i += per_row) row_end[i - 1] = 1;
+  }
+  return order;
+}
+
+}  // namespace
+
+bool quantize_uniform_rd(const float* w, int32_t* k, const TensorParams& shape, float step, double lambda_scale) {
+  if (lambda_scale <= 0) return quantize_uniform(w, k, shape.size(), step);
+  const double lambda = lambda_scale * kLn2Over6;
+  const double qscale = 1.0 / double(step);
+  const RateEstimator est(shape.num_gtx);
+  RateModel model;
+  est.init(model);
+  std::vector<uint8_t> row_end;
+  const std::vector<uint64_t> order = scan_order_of(shape, row_end);
+  for (uint64_t i = 0; i < order.size(); ++i) {
+    const float wv = w[order[i]];
+    const double r = std::round(double(wv) * qscale);
+    if (!(r <= 2147483647.0 && r >= -2147483648.0)) return false;
+    const int32_t sign = wv < 0 ? -1 : 1;
+    const double a = double(sign) * double(wv) * qscale;
+    int32_t best = 0;
+    double best_cost = a * a + lambda * est.bits(model, 0, 0);
+    const int32_t hi = int32_t(std::round(a));
+    for (int32_t q = std::max<int32_t>(1, hi - 1); q <= hi; ++q) {
+      const double d = a - q;
+      const double c = d * d + lambda * est.bits(model, sign * q, 0);
+      if (c < best_cost) {
+        best_cost = c;
+        best = q;
+      }
+    }
+    k[order[i]] = sign * best;
+    est.update(model, sign * best, 0);
+    if (row_end[i]) est.reset(model);
+  }
+  return true;
+}
+
+bool quantize_dependent_rd(const float* w, int32_t* k, const TensorParams& shape, float step, double lambda_scale) {
+  if (lambda_scale <= 0) return quantize_dependent(w, k, shape, step);
+  static const std::array<std::vector<Branch>, 8> conn = make_connections();
+  const double lambda = lambda_scale * 4.0 * kLn2Over6 * 0.7;
+  const double qscale = 1.0 / double(step);
+  const float fscale = 1.0f / step;
+  const RateEstimator est(shape.num_gtx);
+  std::array<RateModel, 8> models, next_models;
+  for (auto& m : models) est.init(m);
+  for (auto& m : next_models) est.init(m);
+  std::vector<uint8_t> row_end;
+  const std::vector<uint64_t> order = scan_order_of(shape, row_end);
+  const uint64_t n = order.size();
+  std::vector<std::array<uint8_t, 8>> dec(n);
+  std::vector<std::array<int32_t, 8>> levels(n);
+  std::array<double, 8> cost, next;
+  cost.fill(std::numeric_limits<double>::infinity());
+  cost[0] = 0.0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const float wv = w[order[i]];
+    const double check = std::round(wv * fscale);
+    if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
+    const int32_t sign = wv < 0 ? -1 : 1;
+    const double org = qscale * double(wv) * double(sign);
+    std::array<double, 5> dist;
+    std::array<int32_t, 5> qv;
+    dist[4] = org * org;
+    qv[4] = 0;
+    const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
+    for (int32_t qi = lo; qi < lo + 4; ++qi) {
+      const double d = org - double(qi);
+      dist[qi & 3] = d * d;
+      qv[qi & 3] = sign * ((qi + 1) >> 1);
+    }
+    for (int s = 0; s < 8; ++s) {
+      double best = std::numeric_limits<double>::infinity();
+      int choice = -1;
+      for (size_t b = 0; b < conn[s].size(); ++b) {
+        const Branch& br = conn[s][b];
+        if (!std::isfinite(cost[br.prev])) continue;
+        const double c = cost[br.prev] + dist[br.slot] + lambda * est.bits(models[br.prev], qv[br.slot], br.prev);
+        if (c < best) {
+          best = c;
+          choice = int(b);
+        }
+      }
+      next[s] = best;
+      if (choice < 0) {
+        dec[i][s] = 0xFF;
+        continue;
+      }
+      const Branch& br = conn[s][choice];
+      dec[i][s] = uint8_t(br.prev);
+      levels[i][s] = qv[br.slot];
+      next_models[s].ctx = models[br.prev].ctx;
+      next_models[s].neighbour = models[br.prev].neighbour;
+      est.update(next_models[s], qv[br.slot], br.prev);
+      if (row_end[i]) est.reset(next_models[s]);
+    }
+    cost = next;
+    std::swap(models, next_models);
+  }
+  int s = 0;
+  for (int i = 1; i < 8; ++i)
+    if (cost[i] < cost[s]) s = i;
+  for (uint64_t i = n; i-- > 0;) {
+    const int prev = dec[i][s];
+    if (prev == 0xFF) return false;
+    int32_t v = levels[i][s];
+    if (v != 0) v = 2 * v + (v < 0 ? (prev & 1) : -(prev & 1));
+    k[order[i]] = v;
+    s = prev;
   }
   return true;
 }

@@ -30,11 +30,16 @@ def step_size(qp: int, qp_density: int) -> np.float32:
 
 
 def quantize(w: np.ndarray, rows: int, cols: int, *, qp: int, qp_density: int, dq: bool,
-             scan_order: int = 0) -> np.ndarray:
-    """Reconstruction multipliers k (int32, C order) of float32 weights ``w``."""
+             scan_order: int = 0, lambda_scale: float = 0.0,
+             cabac_unary_length: int = 11) -> np.ndarray:
+    """Reconstruction multipliers k (int32, C order) of float32 weights ``w``.
+
+    ``lambda_scale`` > 0 makes the quantizer weigh the estimated CABAC rate against the
+    squared error (RDOQ for uniform, a rate-aware trellis for dependent quantization)."""
     from nnr import _core
     flat = np.ascontiguousarray(w, dtype=np.float32).ravel()
-    return _core.quantize(flat, rows, cols, scan_order, bool(dq), float(step_size(qp, qp_density)))
+    return _core.quantize(flat, rows, cols, scan_order, bool(dq), float(step_size(qp, qp_density)),
+                          float(lambda_scale), int(cabac_unary_length))
 
 
 def dequantize(k: np.ndarray, qp: int, qp_density: int) -> np.ndarray:
