@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import copy
+import mmap
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -44,11 +45,12 @@ class DecodedStream:
 
 
 def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
-                  legacy: bool | None = None, limits: DecodeLimits | None = None
-                  ) -> DecodedStream:
+                  legacy: bool | None = None, limits: DecodeLimits | None = None,
+                  threads: int | None = None) -> DecodedStream:
     """Like :func:`decode`, also returning the NNR_TPL topology and the profile."""
     out = DecodedStream({}, None, 0)
-    for unit, _, tensors in decode_units(bytes(data), state=state, legacy=legacy, limits=limits):
+    for unit, _, tensors in decode_units(_buffer(data), state=state, legacy=legacy,
+                                         limits=limits, threads=threads):
         if unit.unit_type == NnrUnitType.STR:
             out.profile = unit.header.general_profile_idc
         elif unit.unit_type == NnrUnitType.TPL and unit.payload.topology_data is not None:
@@ -61,19 +63,34 @@ def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState |
 
 
 def decode(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
-           legacy: bool | None = None, limits: DecodeLimits | None = None) -> dict[str, np.ndarray]:
+           legacy: bool | None = None, limits: DecodeLimits | None = None,
+           threads: int | None = None, names: Iterable[str] | None = None
+           ) -> dict[str, np.ndarray]:
     """Decode an NNR bitstream into ``{name: array}`` (stream order).
 
     Uniform and DQ tensors come back as float32, codebook tensors as float64 and integer
     tensors as int32, exactly as NNCodec reconstructs them. For an incremental sequence pass
     the same :class:`DecoderState` to every call; an update stream then yields the decoded
-    differences, and a tensor without an NDU is absent.
+    differences, and a tensor without an NDU is absent. ``threads`` NDUs are decoded at once
+    (default: all cores; the result is the same for any count). ``names`` decodes only the
+    units holding those tensors (random access; all tensors of a BLOCK unit come along).
     """
+    wanted = None if names is None else set(names)
     out: dict[str, np.ndarray] = {}
-    for _, _, tensors in decode_units(bytes(data), state=state, legacy=legacy, limits=limits):
+    for _, _, tensors in decode_units(_buffer(data), state=state, legacy=legacy, limits=limits,
+                                      threads=threads, names=wanted):
         for t in tensors:
             out[t.name] = t.array
+    if wanted is not None and not wanted <= set(out):
+        raise ConfigError(f"no tensor named {sorted(wanted - set(out))[0]!r} in the stream")
     return out
+
+
+def _buffer(data):
+    """Bytes-like input as an indexable buffer (an mmap or bytes is used as it is)."""
+    if isinstance(data, (bytes, mmap.mmap)):
+        return data
+    return bytes(data)
 
 
 @dataclass

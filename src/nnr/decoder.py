@@ -1,6 +1,10 @@
 """Decoding of a parsed NNR bitstream into named tensors (NDU by NDU)."""
 from __future__ import annotations
 
+import copy
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
 from typing import Iterator
@@ -228,15 +232,17 @@ def _update_state(state: DecoderState, unit: ParsedUnit, ctx: StreamContext,
         state.hdsp_history[e.name] = hist
 
 
-def _decode_ndu(data: bytes, unit: ParsedUnit, ctx: StreamContext, state: DecoderState | None,
-                legacy: bool) -> list[DecodedTensor]:
+def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState | None,
+                legacy: bool) -> tuple[list[DecodedTensor], list[tuple[_Element, np.ndarray]]]:
+    """Decode one NDU; ``state`` is only read here. Returns the tensors and the levels that
+    update the decoder state (applied in stream order by the caller)."""
     hdr = unit.header
     pt = hdr.payload_type
     if pt == PayloadType.RAW_FLOAT:
         name = str(hdr.topology_elem_ids[0])
         arr = raw_float_tensor(data, unit)
         return [DecodedTensor(name, arr, unit.index, pt, "unspecified", None, False, 0, False,
-                              None, unit.size)]
+                              None, unit.size)], []
     elements = _elements(unit, ctx)
     specs = [_spec(e, unit, ctx, state, legacy) for e in elements]
     payload = memoryview(data)[unit.payload_start:unit.payload_end]
@@ -248,36 +254,100 @@ def _decode_ndu(data: bytes, unit: ParsedUnit, ctx: StreamContext, state: Decode
     out = []
     for e, k, coding, spec in zip(elements, levels, codings, specs):
         arr = _reconstruct(e, k, coding, unit, ctx, spec)
-        if state is not None:
-            _update_state(state, unit, ctx, e, k)
         out.append(DecodedTensor(e.name, arr, unit.index, pt, e.kind,
                                  None if pt == PayloadType.INT else coding.qp, spec.dq,
                                  hdr.scan_order if len(e.dims) > 1 else 0,
                                  e.codebook is not None, coding, unit.size))
-    return out
+    return out, list(zip(elements, levels))
 
 
-def decode_units(data: bytes, *, state: DecoderState | None = None, legacy: bool | None = None,
-                 limits: DecodeLimits | None = None
+def _located(exc: BitstreamError, unit: ParsedUnit) -> BitstreamError:
+    return exc.located(unit_index=unit.index, unit_type=unit.type_name,
+                       offset=exc.offset if exc.offset is not None else unit.offset)
+
+
+def _wanted(unit: ParsedUnit, ctx: StreamContext, names: set[str] | None) -> bool:
+    if names is None or unit.header.payload_type == PayloadType.RAW_FLOAT:
+        return names is None or str(unit.header.topology_elem_ids[0]) in names
+    return any(e.name in names for e in _elements(unit, ctx))
+
+
+def decode_units(data, *, state: DecoderState | None = None, legacy: bool | None = None,
+                 limits: DecodeLimits | None = None, threads: int | None = None,
+                 names: set[str] | None = None
                  ) -> Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]:
-    """Parse and decode ``data`` unit by unit.
+    """Parse and decode ``data`` (bytes, or any buffer such as an mmap) unit by unit.
 
-    ``legacy`` selects the NNCodec 0.3.x payload flavour; by default it is used for profile-0
-    streams (edition 1 as 0.3.x writes it) and the 2.x flavour for profile 1.
+    NDUs are decoded by ``threads`` workers (default: all cores; the native core releases the
+    GIL) with a bounded number in flight, and yielded in stream order; the decoder ``state``
+    is updated in stream order, so the result does not depend on the thread count. ``names``
+    restricts decoding to the NDUs holding those tensors (random access); the others are
+    yielded with no tensors. ``legacy`` selects the NNCodec 0.3.x payload flavour; by default
+    it is used for profile-0 streams and the 2.x flavour for profile 1.
     """
     limits = limits or DecodeLimits()
+    workers = threads or os.cpu_count() or 1
     ctx = StreamContext()
     total = [0]
-    for unit in iter_units(data, ctx):
-        if unit.unit_type != NnrUnitType.NDU:
-            yield unit, ctx, []
-            continue
-        use_legacy = (ctx.general_profile_idc == 0) if legacy is None else legacy
+    pending: deque = deque()
+
+    def finish(item):
+        unit, snap, future = item
+        if future is None:
+            return unit, snap, []
         try:
-            if unit.header.payload_type != PayloadType.RAW_FLOAT:
-                _check_limits(_elements(unit, ctx), limits, total)
-            tensors = _decode_ndu(data, unit, ctx, state, use_legacy)
+            tensors, updates = future.result()
         except BitstreamError as exc:
-            raise exc.located(unit_index=unit.index, unit_type=unit.type_name,
-                              offset=exc.offset if exc.offset is not None else unit.offset) from exc
-        yield unit, ctx, tensors
+            raise _located(exc, unit) from exc
+        if state is not None:
+            for element, k in updates:
+                _update_state(state, unit, snap, element, k)
+        return unit, snap, tensors
+
+    with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
+        for unit in iter_units(data, ctx):
+            snap = copy.copy(ctx)
+            future = None
+            if unit.unit_type == NnrUnitType.NDU and _wanted(unit, snap, names):
+                use_legacy = (snap.general_profile_idc == 0) if legacy is None else legacy
+                try:
+                    if unit.header.payload_type != PayloadType.RAW_FLOAT:
+                        _check_limits(_elements(unit, snap), limits, total)
+                except BitstreamError as exc:
+                    raise _located(exc, unit) from exc
+                # TCA and HDSP read the state: wait for earlier NDUs when the stream uses them
+                if state is not None and unit.header.parent_node_id_present_flag:
+                    while pending:
+                        yield finish(pending.popleft())
+                future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy)
+            pending.append((unit, snap, future))
+            while len(pending) > 2 * workers or (pending and pending[0][2] is None):
+                yield finish(pending.popleft())
+        while pending:
+            yield finish(pending.popleft())
+
+
+class _Inline:
+    """A stand-in executor that runs the work at once (one thread)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args):
+        try:
+            return _Done(fn(*args), None)
+        except BaseException as exc:  # re-raised in stream order by _Done.result
+            return _Done(None, exc)
+
+
+class _Done:
+    def __init__(self, value, exc):
+        self.value, self.exc = value, exc
+
+    def result(self):
+        if self.exc is not None:
+            raise self.exc
+        return self.value

@@ -213,3 +213,17 @@ def test_rate_distortion_quantization_trades_error_for_bytes(dq, scan):
     assert err(plain) <= err(rd) < 4 * err(plain)
     with pytest.raises(ConfigError, match="lambda_scale"):
         nnr.encode(w, lambda_scale=-1.0)
+
+
+def test_random_access_and_thread_counts_decode_the_same():
+    m = _model(5)
+    data = nnr.encode(m, scan_order=1)
+    full = nnr.decode(data, threads=1)
+    for threads in (2, 8):
+        out = nnr.decode(data, threads=threads)
+        assert list(out) == list(full)
+        assert all(np.array_equal(out[k], full[k]) for k in full)
+    one = nnr.decode(data, names=["fc.weight"])
+    assert list(one) == ["fc.weight"] and np.array_equal(one["fc.weight"], full["fc.weight"])
+    with pytest.raises(ConfigError, match="no tensor named 'nope'"):
+        nnr.decode(data, names=["nope"])
