@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from nnr.errors import ConfigError
 from nnr.quantization import qp_range
@@ -26,6 +26,8 @@ class EncodeConfig:
     weight's name to ``{role: tensor name}`` (roles in :data:`BLOCK_ROLES`) to code them
     together in one NNR_PT_BLOCK unit. ``lambda_scale`` > 0 turns on rate-distortion optimised
     quantization (RDOQ for uniform, a rate-aware trellis for DQ; NNCodec's scaling).
+    ``raw_float`` (True, or tensor names) stores float tensors losslessly as float32 in
+    NNR_PT_RAW_FLOAT units instead of quantizing them.
     """
 
     qp: int = -38
@@ -42,6 +44,10 @@ class EncodeConfig:
     threads: int | None = None
     blocks: Mapping[str, Mapping[str, str]] | None = None
     lambda_scale: float = 0.0
+    differences: bool = False
+    tca: bool = False
+    hdsp: bool = False
+    raw_float: bool | Collection[str] = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.qp_density <= 7:
@@ -76,8 +82,27 @@ class EncodeConfig:
             if bn and len(bn) != 4:
                 raise ConfigError(f"block of {weight!r}: batch-norm needs all of "
                                   "bn.beta, bn.gamma, bn.mean, bn.var")
+        self._check_raw_float()
+        if (self.differences or self.tca or self.hdsp) and self.profile == 0:
+            raise ConfigError("differences, tca and hdsp are edition-2 tools: they need profile 1")
+        if (self.tca or self.hdsp) and not self.differences:
+            raise ConfigError("tca and hdsp code an update against its parent: they need "
+                              "differences=True")
         if self.row_skip and self.profile == 0:
             raise ConfigError("row skipping needs profile 1 (edition 2)")
+
+    def _check_raw_float(self) -> None:
+        if isinstance(self.raw_float, (str, bytes)):
+            raise ConfigError("raw_float must be True/False or a collection of tensor names")
+        if not self.raw_float or not self.blocks:
+            return
+        in_blocks = set(self.blocks) | {n for m in self.blocks.values() for n in m.values()}
+        if self.raw_float is True or in_blocks & set(self.raw_float):
+            raise ConfigError("raw_float tensors cannot be coded in blocks")
+
+    def is_raw_float(self, name: str) -> bool:
+        """Whether float tensor ``name`` is stored as NNR_PT_RAW_FLOAT (lossless float32)."""
+        return self.raw_float is True or (bool(self.raw_float) and name in self.raw_float)
 
     @classmethod
     def from_options(cls, config: "EncodeConfig | None" = None, **options: Any) -> "EncodeConfig":

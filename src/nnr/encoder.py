@@ -1,16 +1,18 @@
 """Encoding of named tensors into NNR units (one NDU per tensor)."""
 from __future__ import annotations
 
+import dataclasses
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType, QuantizationMethodFlags
-from nnr.bitstream.stream import StreamContext, StreamWriter, write_unit
+from nnr.bitstream.stream import StreamContext, StreamWriter, raw_float_payload, write_unit
 from nnr.bitstream.units.compressed_data import (CabacEntryPoint, CompressedDataUnitHeader,
                                                  IntegerCodebook)
 from nnr.bitstream.units.model_parameter_set import ModelParameterSet
@@ -21,7 +23,7 @@ from nnr.entropy import TensorCoding, TensorSpec, decode_payload, encode_payload
 from nnr.errors import ConfigError
 from nnr.quantization import make_codebook, qp_range, quantize
 
-__all__ = ["EncoderState", "Topology", "encode_tensors", "prepare_tensor"]
+__all__ = ["EncoderState", "Topology", "encode_tensors", "iter_units", "prepare_tensor"]
 
 _INT_KINDS = "iub"
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
@@ -29,11 +31,37 @@ _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 @dataclass
 class EncoderState:
-    """Encoder side of an incremental sequence (mirrors :class:`nnr.decoder.DecoderState`)."""
+    """Encoder side of an incremental sequence (mirrors :class:`nnr.decoder.DecoderState`).
+
+    Per tensor name: the integer levels of the most recent coded version (parent levels for
+    temporal context adaptation), its ``put_node_depth`` and ``parameter_id``, and the HDSP
+    history (positions nonzero in an earlier update stream).
+    """
 
     levels: dict[str, np.ndarray] = field(default_factory=dict)
     depth: dict[str, int] = field(default_factory=dict)
+    parameter_id: dict[str, int] = field(default_factory=dict)
     hdsp_history: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """Where an NDU sits in the parameter update tree, and what it may use of its parent."""
+
+    parameter_id: int = 0
+    put_node_depth: int = 0
+    parent: bool = False          # parent_node_id_present_flag (a differential update)
+    tca: bool = False             # temporal_context_modeling_flag
+    state: EncoderState | None = None
+    hdsp: bool = False
+
+    def base(self, name: str) -> np.ndarray | None:
+        return self.state.levels.get(name) if self.tca and self.state is not None else None
+
+    def history(self, name: str) -> np.ndarray | None:
+        if not self.hdsp or self.state is None:
+            return None
+        return self.state.hdsp_history.get(name)
 
 
 def prepare_tensor(name: str, value: Any) -> np.ndarray:
@@ -74,9 +102,11 @@ def _rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def _spec(shape, cfg: EncodeConfig, *, scan: int, dq: bool, has_qp: bool,
-          codebook: IntegerCodebook | None = None) -> TensorSpec:
+          codebook: IntegerCodebook | None = None, parent: bool = False,
+          tca_base: np.ndarray | None = None, history: np.ndarray | None = None) -> TensorSpec:
     rows, cols = _rows_cols(shape)
     return TensorSpec(rows=rows, cols=cols, scan_order=scan, dq=dq, has_qp=has_qp,
+                      parent_node_id_present=parent, tca_base=tca_base, hdsp_history=history,
                       qp_density=cfg.qp_density, profile=cfg.profile,
                       cabac_unary_length=cfg.cabac_unary_length_minus1 + 1,
                       codebook_size=codebook.codebook_size if codebook and cfg.profile == 1 else 0,
@@ -117,7 +147,7 @@ def _row_skip(k: np.ndarray, shape, cfg: EncodeConfig, scan: int, dq: bool) -> n
     return flags.astype(np.uint8) if flags.any() else None
 
 
-def _base_header(name: str, shape, index: int, cfg: EncodeConfig, pt: PayloadType
+def _base_header(name: str, shape, node: _Node, cfg: EncodeConfig, pt: PayloadType
                  ) -> CompressedDataUnitHeader:
     hdr = CompressedDataUnitHeader(nnr_compressed_data_unit_payload_type=int(pt),
                                    topology_elem_id=name, tensor_dimensions=list(shape),
@@ -125,8 +155,13 @@ def _base_header(name: str, shape, index: int, cfg: EncodeConfig, pt: PayloadTyp
     if cfg.profile == 1:
         hdr.node_id_present_flag = 1
         hdr.device_id = 0
-        hdr.parameter_id = index
-        hdr.put_node_depth = 0
+        hdr.parameter_id = node.parameter_id
+        hdr.put_node_depth = node.put_node_depth
+        if node.parent:
+            hdr.parent_node_id_present_flag = 1
+            hdr.parent_node_id_type = 0          # ICNN_NDU_ID: same parameter_id, depth - 1
+            hdr.parent_device_id = 0
+            hdr.temporal_context_modeling_flag = int(node.tca)
     return hdr
 
 
@@ -138,19 +173,30 @@ class _Part:
     shape: tuple[int, ...]
     qp: int
     codebook: IntegerCodebook | None = None
+    name: str = ""
 
 
 def _code_parts(parts: list[_Part], cfg: EncodeConfig, hdr: CompressedDataUnitHeader, *,
-                dq: bool, has_qp: bool) -> _Coded:
-    """Code the tensors of one NDU (payload order) and complete its header."""
+                dq: bool, has_qp: bool, node: _Node = _Node()) -> _Coded:
+    """Code the tensors of one NDU (payload order) and complete its header. With HDSP
+    allowed and a history for every tensor, the NDU is coded with and without it and the
+    shorter payload is kept (ties: without)."""
     specs, codings = [], []
     for part in parts:
         scan = _scan_for(part.shape, cfg)
         specs.append(_spec(part.shape, cfg, scan=scan, dq=dq, has_qp=has_qp,
-                           codebook=part.codebook))
+                           codebook=part.codebook, parent=node.parent,
+                           tca_base=node.base(part.name), history=node.history(part.name)))
         codings.append(TensorCoding(qp=part.qp, row_skip=_row_skip(part.k, part.shape, cfg,
                                                                    scan, dq)))
-    payload, _ = encode_payload([p.k for p in parts], specs, codings, cfg.param_opt)
+    levels = [p.k for p in parts]
+    payload, _ = encode_payload(levels, specs, codings, cfg.param_opt)
+    if node.parent and all(s.hdsp_history is not None for s in specs):
+        for c in codings:
+            c.hdsp = True
+        with_hdsp, _ = encode_payload(levels, specs, codings, cfg.param_opt)
+        if len(with_hdsp) < len(payload):
+            payload = with_hdsp
     weight = parts[-1]
     hdr.dq_flag = int(dq)
     hdr.codebook = weight.codebook
@@ -162,9 +208,11 @@ def _code_parts(parts: list[_Part], cfg: EncodeConfig, hdr: CompressedDataUnitHe
 
 
 def _code_levels(k: np.ndarray, shape, cfg: EncodeConfig, hdr: CompressedDataUnitHeader, *,
-                 qp: int, dq: bool, has_qp: bool, codebook: IntegerCodebook | None = None
-                 ) -> _Coded:
-    return _code_parts([_Part(k, shape, qp, codebook)], cfg, hdr, dq=dq, has_qp=has_qp)
+                 qp: int, dq: bool, has_qp: bool, codebook: IntegerCodebook | None = None,
+                 node: _Node = _Node()) -> _Coded:
+    name = str(hdr.topology_elem_id)
+    return _code_parts([_Part(k, shape, qp, codebook, name)], cfg, hdr, dq=dq, has_qp=has_qp,
+                       node=node)
 
 
 def _codebook_levels(w: np.ndarray, shape, cfg: EncodeConfig, qp: int
@@ -204,31 +252,38 @@ def _ue_bits(x: int, k: int) -> int:
     return n + 1 + k
 
 
-def _encode_one(name: str, arr: np.ndarray, index: int, cfg: EncodeConfig) -> _Coded:
+def _encode_one(name: str, arr: np.ndarray, node: _Node, cfg: EncodeConfig
+                ) -> tuple[_Coded, dict[str, np.ndarray]]:
     shape = arr.shape
     rows, cols = _rows_cols(shape)
     if arr.dtype == np.int32:
-        hdr = _base_header(name, shape, index, cfg, PayloadType.INT)
-        return _code_levels(arr.ravel(), shape, cfg, hdr, qp=0, dq=False, has_qp=False)
+        hdr = _base_header(name, shape, node, cfg, PayloadType.INT)
+        k = arr.ravel()
+        return _code_levels(k, shape, cfg, hdr, qp=0, dq=False, has_qp=False, node=node), {name: k}
+    if cfg.is_raw_float(name):
+        return _Coded(_base_header(name, shape, node, cfg, PayloadType.RAW_FLOAT),
+                      raw_float_payload(arr)), {}
     qp = cfg.qp_for(name, arr.ndim)
     candidates = []
     if cfg.codebook in ("off", "auto"):
         k, qp_u = _quantize_with_fallback(arr, rows, cols, qp, cfg)
-        hdr = _base_header(name, shape, index, cfg, PayloadType.FLOAT)
-        candidates.append(_code_levels(k, shape, cfg, hdr, qp=qp_u, dq=cfg.dq, has_qp=True))
+        hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
+        candidates.append((_code_levels(k, shape, cfg, hdr, qp=qp_u, dq=cfg.dq, has_qp=True,
+                                        node=node), k))
     if cfg.codebook in ("on", "auto"):
         k, codebook, cb_qp = _codebook_levels(arr, shape, cfg, qp)
-        hdr = _base_header(name, shape, index, cfg, PayloadType.FLOAT)
-        candidates.append(_code_levels(k, shape, cfg, hdr, qp=cb_qp, dq=False, has_qp=True,
-                                       codebook=codebook))
-    return min(candidates, key=_coded_size)
+        hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
+        candidates.append((_code_levels(k, shape, cfg, hdr, qp=cb_qp, dq=False, has_qp=True,
+                                        codebook=codebook, node=node), k))
+    coded, k = min(candidates, key=lambda c: _coded_size(c[0]))
+    return coded, {name: k}
 
 
 def _coded_size(c: _Coded) -> int:
     return len(write_unit(NnrUnitType.NDU, c.header, c.payload, ctx=_CTX_SIZE))
 
 
-_CTX_SIZE = StreamContext(general_profile_idc=1)
+_CTX_SIZE = StreamContext(general_profile_idc=1, mps_parent_signalling_enabled_flag=1)
 
 
 def _quantize_with_fallback(arr: np.ndarray, rows: int, cols: int, qp: int, cfg: EncodeConfig
@@ -264,7 +319,8 @@ def _stream_writer(cfg: EncodeConfig, topology: Topology | None) -> StreamWriter
     sw.add(NnrUnitType.STR, StartUnitHeader(general_profile_idc=cfg.profile))
     sw.add(NnrUnitType.MPS, None, ModelParameterSet(
         topology_carriage_flag=1, mps_quantization_method_flags=int(QuantizationMethodFlags.QSU),
-        mps_qp_density=cfg.qp_density, mps_quantization_parameter=0))
+        mps_qp_density=cfg.qp_density, mps_quantization_parameter=0,
+        mps_parent_signalling_enabled_flag=int(cfg.differences and cfg.profile == 1)))
     sw.add(NnrUnitType.TPL, TopologyUnitHeader(topology.storage_format,
                                                topology.compression_format),
            TopologyPayload(topology_data=bytes(topology.data)))
@@ -278,26 +334,27 @@ _BLOCK_HEADER_ORDER = ("weight.ls", "bn.beta", "bn.gamma", "bn.mean", "bn.var", 
 
 
 def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
-                  index: int, cfg: EncodeConfig) -> _Coded:
+                  node: _Node, cfg: EncodeConfig) -> tuple[_Coded, dict[str, np.ndarray]]:
     w = arrays[weight]
     parts = []
     for role in _BLOCK_PAYLOAD_ORDER:
         if role in members:
-            arr = arrays[members[role]]
-            k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, cfg.qp_for(members[role], 1),
-                                            cfg)
-            parts.append(_Part(k, arr.shape, qp))
+            name = members[role]
+            arr = arrays[name]
+            k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, cfg.qp_for(name, 1), cfg)
+            parts.append(_Part(k, arr.shape, qp, name=name))
     rows, cols = _rows_cols(w.shape)
     k, qp = _quantize_with_fallback(w, rows, cols, cfg.qp_for(weight, w.ndim), cfg)
-    parts.append(_Part(k, w.shape, qp))
+    parts.append(_Part(k, w.shape, qp, name=weight))
     cpt = (CPT.LS if "weight.ls" in members else 0) | (CPT.BI if "bias" in members else 0) \
         | (CPT.BN if "bn.beta" in members else 0)
-    hdr = _base_header(weight, w.shape, index, cfg, PayloadType.BLOCK)
+    hdr = _base_header(weight, w.shape, node, cfg, PayloadType.BLOCK)
     hdr.topology_elem_id = None
     hdr.topology_elem_id_list = [weight] + [members[r] for r in _BLOCK_HEADER_ORDER
                                             if r in members]
     hdr.compressed_parameter_types = int(cpt)
-    return _code_parts(parts, cfg, hdr, dq=cfg.dq, has_qp=True)
+    coded = _code_parts(parts, cfg, hdr, dq=cfg.dq, has_qp=True, node=node)
+    return coded, {p.name: p.k for p in parts}
 
 
 def _check_blocks(cfg: EncodeConfig, arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -322,31 +379,121 @@ def _check_blocks(cfg: EncodeConfig, arrays: Mapping[str, np.ndarray]) -> dict[s
     return owner
 
 
-def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
-                   state: EncoderState | None = None, topology: Topology | None = None) -> bytes:
-    if not isinstance(tensors, Mapping):
-        raise ConfigError("tensors must be a mapping of names to arrays")
-    if state is not None:
-        from nnr.errors import UnsupportedFeatureError
-        raise UnsupportedFeatureError("incremental encoding is not implemented yet")
-    arrays = {name: prepare_tensor(name, value) for name, value in tensors.items()}
-    owner = _check_blocks(cfg, arrays)
-    jobs = []
-    for index, name in enumerate(arrays):
+def _nodes(names: list[str], cfg: EncodeConfig, state: EncoderState | None,
+           owner: Mapping[str, str]) -> dict[str, _Node]:
+    """The update-tree node of each NDU (keyed by its first tensor name)."""
+    nodes = {}
+    for index, name in enumerate(names):
         if name in owner:
             continue
-        members = (cfg.blocks or {}).get(name)
-        if members:
-            jobs.append(lambda n=name, m=members, i=index: _encode_block(n, m, arrays, i, cfg))
-        else:
-            jobs.append(lambda n=name, i=index: _encode_one(n, arrays[n], i, cfg))
-    threads = min(cfg.thread_count(), max(1, len(jobs)))
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            coded = list(pool.map(lambda job: job(), jobs))
-    else:
-        coded = [job() for job in jobs]
+        if state is None:
+            nodes[name] = _Node(parameter_id=index)
+            continue
+        members = [name] + list(((cfg.blocks or {}).get(name) or {}).values())
+        tca = cfg.tca and cfg.differences and all(m in state.levels for m in members)
+        nodes[name] = _Node(parameter_id=state.parameter_id.get(name, index),
+                            put_node_depth=state.depth.get(name, 0) + 1,
+                            parent=cfg.differences, tca=tca, state=state,
+                            hdsp=cfg.hdsp and cfg.differences)
+    return nodes
+
+
+def _fit(node: _Node, arrays: Mapping[str, np.ndarray], names: list[str]) -> _Node:
+    """TCA needs a parent of the same size for every tensor of the NDU (a layer whose shape
+    changed, e.g. a new classifier head, is coded without it); HDSP histories likewise."""
+    if node.state is None:
+        return node
+    sizes = {n: arrays[n].size for n in names}
+    tca = node.tca and all(node.state.levels[n].size == sizes[n] for n in names)
+    hdsp = node.hdsp and all(n in node.state.hdsp_history
+                             and node.state.hdsp_history[n].size == sizes[n] for n in names)
+    return dataclasses.replace(node, tca=tca, hdsp=hdsp)
+
+
+def _update_state(state: EncoderState, cfg: EncodeConfig, node: _Node,
+                  levels: Mapping[str, np.ndarray]) -> None:
+    for name, k in levels.items():
+        state.levels[name] = np.ascontiguousarray(k, dtype=np.int32).ravel()
+        state.depth[name] = state.depth.get(name, 0) + 1
+        state.parameter_id.setdefault(name, node.parameter_id)
+        if cfg.differences and cfg.profile == 1:
+            hist = state.hdsp_history.get(name)
+            if hist is None or hist.size != k.size:
+                hist = np.zeros(k.size, dtype=np.uint8)
+            hist[np.asarray(k).ravel() != 0] = 1
+            state.hdsp_history[name] = hist
+
+
+def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderState | None = None,
+               topology: Topology | None = None) -> Iterator[bytes]:
+    """Encode ``tensors`` (a mapping whose values may be loaded lazily) and yield the stream's
+    NNR units in order. At most 2 x threads tensors are in flight, so memory stays bounded for
+    models larger than memory when the mapping loads tensors on access."""
+    if not isinstance(tensors, Mapping):
+        raise ConfigError("tensors must be a mapping of names to arrays")
+    if state is not None and cfg.profile != 1:
+        raise ConfigError("incremental coding (a state) needs profile 1")
+    arrays = _Prepared(tensors)
+    owner = _check_blocks(cfg, arrays)
+    names = list(arrays)
+    nodes = _nodes(names, cfg, state, owner)
     sw = _stream_writer(cfg, topology)
-    for c in coded:
-        sw.add(NnrUnitType.NDU, c.header, c.payload)
-    return sw.getvalue()
+    yield sw.getvalue()
+
+    def job(name: str):
+        members = (cfg.blocks or {}).get(name)
+        node = nodes[name]
+        if members:
+            return _encode_block(name, members, arrays, _fit(node, arrays, [name, *members.values()]),
+                                 cfg)
+        return _encode_one(name, arrays[name], _fit(node, arrays, [name]), cfg)
+
+    def emit(name: str, result) -> bytes:
+        coded, levels = result
+        if cfg.differences and levels and not any(np.any(k) for k in levels.values()):
+            return b""          # an all-zero update: no NDU ("no change")
+        if state is not None:
+            _update_state(state, cfg, nodes[name], levels)
+        return write_unit(NnrUnitType.NDU, coded.header, coded.payload, ctx=sw.ctx)
+
+    threads = min(cfg.thread_count(), max(1, len(nodes)))
+    if threads == 1:
+        for name in nodes:
+            yield emit(name, job(name))
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for name in nodes:
+            pending.append((name, pool.submit(job, name)))
+            while len(pending) > 2 * threads:
+                n, f = pending.popleft()
+                yield emit(n, f.result())
+        while pending:
+            n, f = pending.popleft()
+            yield emit(n, f.result())
+
+
+class _Prepared(Mapping):
+    """Validates each input tensor when it is first read (keeps a lazy source lazy)."""
+
+    def __init__(self, source: Mapping[str, Any]) -> None:
+        self._source = source
+        self._names = list(source.keys())
+        for name in self._names:
+            if not isinstance(name, str) or not name or "\0" in name:
+                raise ConfigError(
+                    f"tensor names must be non-empty strings without NUL, got {name!r}")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return prepare_tensor(name, self._source[name])
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def encode_tensors(tensors: Mapping[str, Any], cfg: EncodeConfig,
+                   state: EncoderState | None = None, topology: Topology | None = None) -> bytes:
+    return b"".join(iter_units(tensors, cfg, state, topology))
