@@ -7,19 +7,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType
-from nnr.bitstream.stream import ParsedUnit, StreamContext, iter_units, raw_float_tensor
+from nnr.bitstream.stream import (ParsedUnit, StreamContext, iter_file_units, iter_units,
+                                 raw_float_tensor)
 from nnr.config import DecodeLimits
 from nnr.entropy import EntryPoint, TensorCoding, TensorSpec, decode_payload
 from nnr.errors import BitstreamError, NonConformingBitstreamError, ResourceLimitError
 from nnr.quantization import dequantize, dequantize_codebook
 
-__all__ = ["DecoderState", "DecodedTensor", "decode_units"]
+__all__ = ["DecoderState", "DecodedTensor", "decode_units", "decode_file_units"]
 
 
 @dataclass
@@ -261,9 +262,9 @@ def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState 
     return out, list(zip(elements, levels))
 
 
-def _located(exc: BitstreamError, unit: ParsedUnit) -> BitstreamError:
+def _located(exc: BitstreamError, unit: ParsedUnit, base: int = 0) -> BitstreamError:
     return exc.located(unit_index=unit.index, unit_type=unit.type_name,
-                       offset=exc.offset if exc.offset is not None else unit.offset)
+                       offset=base + (exc.offset if exc.offset is not None else unit.offset))
 
 
 def _wanted(unit: ParsedUnit, ctx: StreamContext, names: set[str] | None) -> bool:
@@ -285,27 +286,43 @@ def decode_units(data, *, state: DecoderState | None = None, legacy: bool | None
     yielded with no tensors. ``legacy`` selects the NNCodec 0.3.x payload flavour; by default
     it is used for profile-0 streams and the 2.x flavour for profile 1.
     """
+    ctx = StreamContext()
+    source = ((unit, data, 0) for unit in iter_units(data, ctx))
+    yield from _decode_source(source, ctx, state, legacy, limits, threads, names)
+
+
+def decode_file_units(f: BinaryIO, *, state: DecoderState | None = None,
+                      legacy: bool | None = None, limits: DecodeLimits | None = None,
+                      threads: int | None = None, names: set[str] | None = None
+                      ) -> Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]:
+    """Like :func:`decode_units`, reading units one at a time from a binary file (memory
+    holds only the units in flight and their tensors)."""
+    ctx = StreamContext()
+    yield from _decode_source(iter_file_units(f, ctx), ctx, state, legacy, limits, threads,
+                              names)
+
+
+def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, names):
     limits = limits or DecodeLimits()
     workers = threads or os.cpu_count() or 1
-    ctx = StreamContext()
     total = [0]
     pending: deque = deque()
 
     def finish(item):
-        unit, snap, future = item
+        unit, snap, future, base = item
         if future is None:
             return unit, snap, []
         try:
             tensors, updates = future.result()
         except BitstreamError as exc:
-            raise _located(exc, unit) from exc
+            raise _located(exc, unit, base) from exc
         if state is not None:
             for element, k in updates:
                 _update_state(state, unit, snap, element, k)
         return unit, snap, tensors
 
     with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
-        for unit in iter_units(data, ctx):
+        for unit, data, base in source:
             snap = copy.copy(ctx)
             future = None
             if unit.unit_type == NnrUnitType.NDU and _wanted(unit, snap, names):
@@ -314,13 +331,13 @@ def decode_units(data, *, state: DecoderState | None = None, legacy: bool | None
                     if unit.header.payload_type != PayloadType.RAW_FLOAT:
                         _check_limits(_elements(unit, snap), limits, total)
                 except BitstreamError as exc:
-                    raise _located(exc, unit) from exc
+                    raise _located(exc, unit, base) from exc
                 # TCA and HDSP read the state: wait for earlier NDUs when the stream uses them
                 if state is not None and unit.header.parent_node_id_present_flag:
                     while pending:
                         yield finish(pending.popleft())
                 future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy)
-            pending.append((unit, snap, future))
+            pending.append((unit, snap, future, base))
             while len(pending) > 2 * workers or (pending and pending[0][2] is None):
                 yield finish(pending.popleft())
         while pending:

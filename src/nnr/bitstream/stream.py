@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -41,6 +41,7 @@ __all__ = [
     "UNIT_SYNTAX",
     "parse_stream",
     "iter_units",
+    "iter_file_units",
     "write_unit",
     "frame_unit",
     "StreamWriter",
@@ -248,6 +249,43 @@ def iter_units(data: BytesLike, ctx: StreamContext | None = None) -> Iterator[Pa
         raise TruncatedBitstreamError("empty bitstream", offset=0)
     parser = _Parser(data, ctx if ctx is not None else StreamContext())
     yield from parser.units(0, len(parser.data))
+
+
+def iter_file_units(f: BinaryIO, ctx: StreamContext | None = None
+                    ) -> Iterator[tuple[ParsedUnit, bytes, int]]:
+    """Parse units read one at a time from a binary file object, so that only one unit is in
+    memory. Yields ``(unit, unit_bytes, file_offset)``; the unit's offsets are relative to
+    ``unit_bytes``; errors carry the file offset."""
+    parser = _Parser(b"", ctx if ctx is not None else StreamContext())
+    pos = 0
+    while True:
+        head = f.read(2)
+        if not head:
+            if pos == 0:
+                raise TruncatedBitstreamError("empty bitstream", offset=0)
+            return
+        if len(head) < 2:
+            raise TruncatedBitstreamError("the stream ends inside a unit size field",
+                                          unit_index=parser.index, offset=pos)
+        if head[0] & 0x80:
+            more = f.read(2)
+            if len(more) < 2:
+                raise TruncatedBitstreamError("the stream ends inside a unit size field",
+                                              unit_index=parser.index, offset=pos)
+            head += more
+            size = int.from_bytes(head, "big") & 0x7FFFFFFF
+        else:
+            size = int.from_bytes(head, "big")
+        rest = f.read(max(0, size - len(head)))
+        data = head + rest
+        parser.data = data
+        try:
+            unit = parser.unit(0, len(data), False)
+        except BitstreamError as exc:
+            raise type(exc)(exc.reason, unit_index=exc.unit_index, unit_type=exc.unit_type,
+                            offset=pos + (exc.offset or 0)) from exc
+        yield unit, data, pos
+        pos += len(data)
 
 
 def parse_stream(data: BytesLike, ctx: StreamContext | None = None,

@@ -1,0 +1,227 @@
+"""File-to-file coding that holds only the tensors in flight: models larger than memory.
+
+``encode_file`` reads a ``.npz`` or ``.safetensors`` model tensor by tensor (safetensors is
+memory-mapped and each tensor copied out only when its turn comes) and writes the NNR units as
+they are produced; ``decode_file`` reads one unit at a time and writes each decoded tensor to
+a ``.npz`` (zip entries written one by one) or ``.safetensors`` (header from a first pass over
+the unit headers, then the data in stream order). Outputs go to a temporary file in the target
+directory and are renamed at the end, so no half-written file is ever left behind.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from math import prod
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from nnr.bitstream.enums import NnrUnitType, PayloadType
+from nnr.bitstream.stream import StreamContext, iter_file_units
+from nnr.config import DecodeLimits, EncodeConfig
+from nnr.decoder import DecoderState, _elements, decode_file_units
+from nnr.encoder import EncoderState, Topology, iter_units
+from nnr.errors import ConfigError, UnsupportedFeatureError
+
+__all__ = ["encode_file", "decode_file", "open_tensors", "SafetensorsReader"]
+
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+              "U16": np.uint16, "U32": np.uint32, "U64": np.uint64}
+
+
+class SafetensorsReader(Mapping):
+    """Lazy, memory-mapped reader of a ``.safetensors`` file (numpy only).
+
+    Each access copies one tensor out of the map (bfloat16 is widened to float32); the
+    ``__metadata__`` entry is in :attr:`metadata`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._file = open(path, "rb")
+        try:
+            head = self._file.read(8)
+            if len(head) < 8:
+                raise ConfigError(f"{path}: not a safetensors file (too short)")
+            (n,) = struct.unpack("<Q", head)
+            size = os.fstat(self._file.fileno()).st_size
+            if n > min(size - 8, 100 << 20):
+                raise ConfigError(f"{path}: safetensors header size {n} is invalid")
+            header = json.loads(self._file.read(n))
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._file.close()
+            raise ConfigError(f"{path}: not a safetensors file ({exc})") from None
+        self.metadata = header.pop("__metadata__", None) or {}
+        self._start = 8 + n
+        self._entries = header
+        for name, e in header.items():
+            if e.get("dtype") not in _ST_DTYPES and e.get("dtype") != "BF16":
+                raise UnsupportedFeatureError(f"{path}: tensor {name!r} has dtype {e.get('dtype')}")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        e = self._entries[name]
+        begin, end = (self._start + int(o) for o in e["data_offsets"])
+        shape = tuple(int(d) for d in e["shape"])
+        if e["dtype"] == "BF16":
+            raw = np.frombuffer(self._map, dtype="<u2", count=(end - begin) // 2, offset=begin)
+            return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+        dt = np.dtype(_ST_DTYPES[e["dtype"]]).newbyteorder("<")
+        count = (end - begin) // dt.itemsize
+        return np.frombuffer(self._map, dtype=dt, count=count, offset=begin).reshape(shape).copy()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        self._file.close()
+
+
+@contextmanager
+def open_tensors(path: str | os.PathLike):
+    """A lazy mapping of the tensors in a ``.npz`` or ``.safetensors`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no such file: {p}")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        with np.load(p, allow_pickle=False) as npz:
+            yield npz
+    elif suffix == ".safetensors":
+        reader = SafetensorsReader(p)
+        try:
+            yield reader
+        finally:
+            reader.close()
+    else:
+        raise UnsupportedFeatureError(f"streaming supports .npz and .safetensors, not {suffix!r}")
+
+
+@contextmanager
+def _atomic_output(path: Path):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_file(src: str | os.PathLike, dst: str | os.PathLike,
+                config: EncodeConfig | None = None, *, state: EncoderState | None = None,
+                topology: Topology | None = None, progress=None, **options: Any) -> int:
+    """Encode a model file into an NNR stream file, tensor by tensor; returns its size.
+
+    ``progress(done_units)`` is called after each unit is written, if given.
+    """
+    cfg = EncodeConfig.from_options(config, **options)
+    out = Path(dst)
+    total = 0
+    with open_tensors(src) as tensors, _atomic_output(out) as tmp, open(tmp, "wb") as f:
+        for i, unit in enumerate(iter_units(tensors, cfg, state, topology)):
+            f.write(unit)
+            total += len(unit)
+            if progress is not None:
+                progress(i)
+    return total
+
+
+def _npz_writer(path: Path):
+    zf = zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True)
+
+    def write(name: str, arr: np.ndarray) -> None:
+        with zf.open(name + ".npy", "w", force_zip64=True) as entry:
+            np.lib.format.write_array(entry, np.ascontiguousarray(arr), allow_pickle=False)
+
+    return zf, write
+
+
+def _planned_tensors(src: Path, legacy: bool | None) -> list[tuple[str, tuple[int, ...], str]]:
+    """Names, shapes and output dtypes of the tensors, from the unit headers alone."""
+    plan = []
+    ctx = StreamContext()
+    with open(src, "rb") as f:
+        for unit, _, _ in iter_file_units(f, ctx):
+            if unit.unit_type != NnrUnitType.NDU:
+                continue
+            hdr = unit.header
+            if hdr.payload_type == PayloadType.RAW_FLOAT:
+                plan.append((str(hdr.topology_elem_ids[0]), tuple(unit.dims), "F32"))
+                continue
+            for e in _elements(unit, ctx):
+                dtype = "I32" if hdr.payload_type == PayloadType.INT else \
+                    ("F64" if e.codebook is not None else "F32")
+                plan.append((e.name, tuple(e.dims), dtype))
+    return plan
+
+
+def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *,
+                state: DecoderState | None = None, legacy: bool | None = None,
+                limits: DecodeLimits | None = None, threads: int | None = None,
+                names=None, progress=None) -> int:
+    """Decode an NNR stream file into ``.npz`` or ``.safetensors``, one unit at a time;
+    returns the number of tensors written."""
+    src, out = Path(src), Path(dst)
+    if not src.is_file():
+        raise ConfigError(f"no such file: {src}")
+    suffix = out.suffix.lower()
+    if suffix not in (".npz", ".safetensors"):
+        raise UnsupportedFeatureError(f"decode_file writes .npz or .safetensors, not {suffix!r}")
+    wanted = None if names is None else set(names)
+    count = 0
+    with _atomic_output(out) as tmp, open(src, "rb") as f:
+        units = decode_file_units(f, state=state, legacy=legacy, limits=limits, threads=threads,
+                                  names=wanted)
+        if suffix == ".npz":
+            zf, write = _npz_writer(tmp)
+            with zf:
+                for _, _, tensors in units:
+                    for t in tensors:
+                        if wanted is None or t.name in wanted:
+                            write(t.name, t.array)
+                            count += 1
+                            if progress is not None:
+                                progress(count)
+        else:
+            count = _write_safetensors(src, tmp, units, wanted, legacy, progress)
+    return count
+
+
+def _write_safetensors(src: Path, tmp: Path, units, wanted, legacy, progress) -> int:
+    plan = [p for p in _planned_tensors(src, legacy) if wanted is None or p[0] in wanted]
+    sizes = {"F32": 4, "F64": 8, "I32": 4}
+    header, offset = {}, 0
+    for name, shape, dtype in plan:
+        n = prod(shape) * sizes[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    count = 0
+    with open(tmp, "wb") as out:
+        out.write(struct.pack("<Q", len(blob)) + blob)
+        for _, _, tensors in units:
+            for t in tensors:
+                if t.name not in header:
+                    continue
+                want = {"F32": "<f4", "F64": "<f8", "I32": "<i4"}[header[t.name]["dtype"]]
+                out.write(np.ascontiguousarray(t.array, dtype=want).tobytes())
+                count += 1
+                if progress is not None:
+                    progress(count)
+    if count != len(plan):
+        raise ConfigError("the stream's tensors differ from its unit headers")
+    return count
