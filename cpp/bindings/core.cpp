@@ -24,9 +24,9 @@ using U8Array = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device
 using F32Array = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 // rows, cols, scan_order, dq, has_qp, qp_bits, profile, parent_node_id_present, num_gtx,
-// codebook_size, codebook_zero_offset, legacy_v03, tca_base, hdsp_hist
+// codebook_size, codebook_zero_offset, legacy_v03, tca_base, hdsp_hist, init_estimate_limit
 using ParamTuple = std::tuple<uint32_t, uint32_t, int, bool, bool, int, int, bool, uint32_t, uint32_t, uint32_t, bool,
-                              std::optional<I32Array>, std::optional<U8Array>>;
+                              std::optional<I32Array>, std::optional<U8Array>, uint64_t>;
 
 nnr::TensorParams to_params(const ParamTuple& t) {
   nnr::TensorParams p;
@@ -42,6 +42,7 @@ nnr::TensorParams to_params(const ParamTuple& t) {
   p.codebook_size = std::get<9>(t);
   p.codebook_zero_offset = std::get<10>(t);
   p.legacy_v03 = std::get<11>(t);
+  p.init_estimate_limit = std::get<14>(t);
   const auto& base = std::get<12>(t);
   const auto& hist = std::get<13>(t);
   if (base) {

@@ -26,6 +26,9 @@ class EncodeConfig:
     weight's name to ``{role: tensor name}`` (roles in :data:`BLOCK_ROLES`) to code them
     together in one NNR_PT_BLOCK unit. ``lambda_scale`` > 0 turns on rate-distortion optimised
     quantization (RDOQ for uniform, a rate-aware trellis for DQ; NNCodec's scaling).
+    ``init_estimate_limit`` bounds the positions of a tensor from which the context
+    initialisation sets are chosen (0: the whole tensor, as NNCodec does; the default costs
+    under 0.02 % in size on MiniLM and EfficientNet-Lite0 and saves most of the pass).
     ``raw_float`` (True, or tensor names) stores float tensors losslessly as float32 in
     NNR_PT_RAW_FLOAT units instead of quantizing them.
     """
@@ -44,6 +47,7 @@ class EncodeConfig:
     threads: int | None = None
     blocks: Mapping[str, Mapping[str, str]] | None = None
     lambda_scale: float = 0.0
+    init_estimate_limit: int = 1 << 16
     differences: bool = False
     tca: bool = False
     hdsp: bool = False
@@ -71,6 +75,8 @@ class EncodeConfig:
             raise ConfigError("cabac_unary_length_minus1 must be in 0..255")
         if not (self.lambda_scale >= 0 and self.lambda_scale < float("inf")):
             raise ConfigError(f"lambda_scale must be a finite number >= 0, got {self.lambda_scale}")
+        if self.init_estimate_limit < 0:
+            raise ConfigError("init_estimate_limit must be >= 0 (0: the whole tensor)")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         for weight, members in (self.blocks or {}).items():

@@ -25,6 +25,9 @@ struct TensorParams {
   const int32_t* tca_base = nullptr;  // parent levels (temporal_context_modeling_flag = 1)
   const uint8_t* hdsp_hist = nullptr; // history mask, nullptr when the tensor has none
   bool legacy_v03 = false;
+  // Encoder only: the init-set choice looks at the first this many positions (0: all, as
+  // NNCodec does). Any choice is decodable; a bound keeps the estimation pass cheap.
+  uint64_t init_estimate_limit = 0;
 
   uint64_t size() const { return uint64_t(rows) * cols; }
   int effective_scan() const { return (cols <= 1 || rows <= 1) ? 0 : scan_order; }

@@ -320,9 +320,13 @@ class TensorEncoder {
     const Codebook none;
     int state = 0;
     Modeler m;
+    uint64_t seen = 0;
+    const uint64_t limit = p_.init_estimate_limit ? p_.init_estimate_limit : ~uint64_t(0);
     walk(
         p_, skip,
         [&](uint64_t pos) {
+          if (seen >= limit) return;  // the first `limit` positions in scan order decide
+          ++seen;
           const int32_t q = q_of(k[pos], state);
           if (tca) m.base = p_.tca_base[pos];
           if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;

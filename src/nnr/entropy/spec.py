@@ -52,6 +52,7 @@ class TensorSpec:
     hdsp_history: np.ndarray | None = None  # uint8 mask, 1 where an earlier update was nonzero
     legacy_v03: bool = False       # NNCodec 0.3.x payload: 32 remainder contexts, range reset
     entry_points: list[EntryPoint] = field(default_factory=list)  # decoder may ignore them
+    init_estimate_limit: int = 0   # encoder: positions the init-set choice looks at (0: all)
 
     @property
     def size(self) -> int:
