@@ -80,8 +80,22 @@ void scan_positions(const TensorParams& shape, F&& f) {
 
 }  // namespace
 
+// The three incoming branches of each state in the order NNCodec's trellis tries them (by
+// previous state), so that ties resolve identically.
+struct StateBranches {
+  Branch b[3];
+};
+
+std::array<StateBranches, 8> ordered_branches() {
+  const auto conn = make_connections();
+  std::array<StateBranches, 8> out{};
+  for (int s = 0; s < 8; ++s)
+    for (int i = 0; i < 3; ++i) out[s].b[i] = conn[s][i];
+  return out;
+}
+
 bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, float step) {
-  static const std::array<std::vector<Branch>, 8> conn = make_connections();
+  static const std::array<StateBranches, 8> br = ordered_branches();
   const uint64_t n = shape.size();
   std::vector<uint64_t> order;
   order.reserve(n);
@@ -90,48 +104,50 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   const float fscale = 1.0f / step;
   const double qscale = 1.0 / double(step);
   std::vector<std::array<Decision, 8>> dec(n);
-  std::array<double, 8> cost, next;
-  cost.fill(0.5 * std::numeric_limits<double>::max());
+  double cost[8], next[8];
+  for (double& c : cost) c = 0.5 * std::numeric_limits<double>::max();
   cost[0] = 0.0;
-  auto candidates = [&](float wv, std::array<Candidate, 5>& cand) {
+  double dist[5];
+  int32_t qv[5];
+  auto candidates = [&](float wv) {
     const int32_t sign = wv < 0 ? -1 : 1;
     const double org = qscale * double(wv) * double(sign);
-    cand[4] = {org * org, 0};
+    dist[4] = org * org;
+    qv[4] = 0;
     const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
     for (int32_t qi = lo; qi < lo + 4; ++qi) {
       const double d = org - double(qi);
-      cand[qi & 3] = {d * d, sign * ((qi + 1) >> 1)};
+      dist[qi & 3] = d * d;
+      qv[qi & 3] = sign * ((qi + 1) >> 1);
     }
   };
-  std::array<Candidate, 5> cand;
   for (uint64_t i = 0; i < n; ++i) {
     const float wv = w[order[i]];
     const double check = std::round(wv * fscale);
     if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
-    candidates(wv, cand);
+    candidates(wv);
+    auto& d = dec[i];
     for (int s = 0; s < 8; ++s) {
-      double best = std::numeric_limits<double>::max();
-      Decision d = 0;
-      for (const Branch& b : conn[s]) {
-        const double c = cost[b.prev] + cand[b.slot].dist;
-        if (c < best) {
-          best = c;
-          d = Decision(b.prev | (b.slot << 3));
-        }
-      }
+      const Branch* b = br[s].b;
+      double best = cost[b[0].prev] + dist[b[0].slot];
+      int pick = 0;
+      const double c1 = cost[b[1].prev] + dist[b[1].slot];
+      if (c1 < best) { best = c1; pick = 1; }
+      const double c2 = cost[b[2].prev] + dist[b[2].slot];
+      if (c2 < best) { best = c2; pick = 2; }
       next[s] = best;
-      dec[i][s] = d;
+      d[s] = Decision(b[pick].prev | (b[pick].slot << 3));
     }
-    cost = next;
+    std::copy(next, next + 8, cost);
   }
   int s = 0;
   for (int i = 1; i < 8; ++i)
     if (cost[i] < cost[s]) s = i;
   for (uint64_t i = n; i-- > 0;) {
     const Decision d = dec[i][s];
-    candidates(w[order[i]], cand);
+    candidates(w[order[i]]);
     s = d & 7;
-    int32_t v = cand[d >> 3].q;
+    int32_t v = qv[d >> 3];
     if (v != 0) v = 2 * v + (v < 0 ? (s & 1) : -(s & 1));
     k[order[i]] = v;
   }
