@@ -23,14 +23,21 @@ __all__ = ["encode", "decode", "decode_stream", "DecodedStream", "Topology", "in
 
 def encode(tensors: Mapping[str, Any], config: EncodeConfig | None = None, *,
            state: EncoderState | None = None, topology: Topology | None = None,
-           **options: Any) -> bytes:
+           target: Any = None, **options: Any) -> bytes:
     """Code a mapping of names to arrays as one NNR bitstream.
 
     Float tensors are quantized (``qp``, ``dq``, ``codebook`` ...; see :class:`EncodeConfig`);
     integer tensors are coded losslessly as NNR_PT_INT. ``state`` (edition 2) makes the stream
     an incremental update against the tensors coded before with the same state. ``topology``
-    is carried in the NNR_TPL unit (see :func:`decode_stream`).
+    is carried in the NNR_TPL unit (see :func:`decode_stream`). ``target`` (a
+    :class:`nnr.search.MetricTarget` or :class:`nnr.search.SizeTarget`) searches per-tensor
+    qps for the smallest stream that keeps a task metric, or the best one that fits a size.
     """
+    if target is not None:
+        if state is not None or topology is not None:
+            raise ConfigError("target-driven search codes a plain model (no state / topology)")
+        from nnr.search import encode_for_target
+        return encode_for_target(tensors, target, config, **options).data
     cfg = EncodeConfig.from_options(config, **options)
     return encode_tensors(tensors, cfg, state, topology)
 
