@@ -51,6 +51,8 @@ class EncodeConfig:
     differences: bool = False
     tca: bool = False
     hdsp: bool = False
+    parent_id: str = "counter"
+    parent: bytes | Mapping[str, bytes] | None = None
     raw_float: bool | Collection[str] = False
 
     def __post_init__(self) -> None:
@@ -91,6 +93,13 @@ class EncodeConfig:
         self._check_raw_float()
         if (self.differences or self.tca or self.hdsp) and self.profile == 0:
             raise ConfigError("differences, tca and hdsp are edition-2 tools: they need profile 1")
+        if self.parent_id not in ("counter", "sha256"):
+            raise ConfigError(f"parent_id must be 'counter' or 'sha256', got {self.parent_id!r}")
+        if self.parent is not None:
+            ids = self.parent.values() if isinstance(self.parent, Mapping) else [self.parent]
+            if self.parent_id != "sha256" or any(len(bytes(i)) != 32 for i in ids):
+                raise ConfigError("parent= takes SHA-256 node ids (32 bytes, e.g. "
+                                  "EncoderState.heads()) with parent_id='sha256'")
         if (self.tca or self.hdsp) and not self.differences:
             raise ConfigError("tca and hdsp code an update against its parent: they need "
                               "differences=True")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,10 @@ class DecoderState:
     parameter_id: dict[str, int] = field(default_factory=dict)
     device_id: int | None = None
     hdsp_history: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Update-tree nodes by SHA-256 of their NDU payload: {digest: {name: (levels, depth)}},
+    #: the parents that hash-signalled updates refer to (the most recent ``max_nodes`` kept).
+    nodes: dict[bytes, dict[str, tuple[np.ndarray, int]]] = field(default_factory=dict)
+    max_nodes: int = 256
 
 
 @dataclass
@@ -162,7 +167,15 @@ def _spec(e: _Element, unit: ParsedUnit, ctx: StreamContext, state: DecoderState
 
 
 def _tca_base(e: _Element, hdr, state: DecoderState, size: int) -> np.ndarray:
-    base = state.levels.get(e.name)
+    if hdr.parent_node_id_type == 1:   # parent identified by the SHA-256 of its payload
+        node = state.nodes.get(bytes(hdr.parent_node_payload_sha256 or b""), {}).get(e.name)
+        if node is None:
+            raise NonConformingBitstreamError(
+                f"{e.name!r} refers to a parent node this decoder has not seen (SHA-256 "
+                f"{bytes(hdr.parent_node_payload_sha256 or b'').hex()[:16]}...)")
+        base, depth = node
+    else:
+        base, depth = state.levels.get(e.name), state.depth.get(e.name)
     if base is None or base.size != size:
         raise NonConformingBitstreamError(
             f"temporal context modeling for {e.name!r} without a parent of the same size")
@@ -170,7 +183,7 @@ def _tca_base(e: _Element, hdr, state: DecoderState, size: int) -> np.ndarray:
         raise NonConformingBitstreamError(f"device_id of {e.name!r} differs from its parent's")
     if e.name in state.parameter_id and hdr.parameter_id != state.parameter_id[e.name]:
         raise NonConformingBitstreamError(f"parameter_id of {e.name!r} differs from its parent's")
-    if hdr.put_node_depth is not None and hdr.put_node_depth - 1 != state.depth.get(e.name):
+    if hdr.put_node_depth is not None and hdr.put_node_depth - 1 != depth:
         raise NonConformingBitstreamError(f"put_node_depth of {e.name!r} is not its parent's + 1")
     return base
 
@@ -217,10 +230,14 @@ def _reconstruct(e: _Element, k: np.ndarray, coding: TensorCoding, unit: ParsedU
 
 
 def _update_state(state: DecoderState, unit: ParsedUnit, ctx: StreamContext,
-                  e: _Element, k: np.ndarray) -> None:
+                  e: _Element, k: np.ndarray, digest: bytes) -> None:
     hdr = unit.header
+    depth = hdr.put_node_depth if hdr.put_node_depth else state.depth.get(e.name, 0) + 1
     state.levels[e.name] = k
-    state.depth[e.name] = state.depth.get(e.name, 0) + 1
+    state.depth[e.name] = depth
+    state.nodes.setdefault(digest, {})[e.name] = (k, depth)
+    while len(state.nodes) > state.max_nodes:
+        del state.nodes[next(iter(state.nodes))]
     if hdr.parameter_id is not None:
         state.parameter_id[e.name] = hdr.parameter_id
     if hdr.device_id is not None and state.device_id is None:
@@ -259,7 +276,8 @@ def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState 
                                  None if pt == PayloadType.INT else coding.qp, spec.dq,
                                  hdr.scan_order if len(e.dims) > 1 else 0,
                                  e.codebook is not None, coding, unit.size))
-    return out, list(zip(elements, levels))
+    digest = hashlib.sha256(payload).digest()
+    return out, [(e, k, digest) for e, k in zip(elements, levels)]
 
 
 def _located(exc: BitstreamError, unit: ParsedUnit, base: int = 0) -> BitstreamError:
@@ -317,8 +335,8 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
         except BitstreamError as exc:
             raise _located(exc, unit, base) from exc
         if state is not None:
-            for element, k in updates:
-                _update_state(state, unit, snap, element, k)
+            for element, k, digest in updates:
+                _update_state(state, unit, snap, element, k, digest)
         return unit, snap, tensors
 
     with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:

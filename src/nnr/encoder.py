@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,21 @@ class EncoderState:
     depth: dict[str, int] = field(default_factory=dict)
     parameter_id: dict[str, int] = field(default_factory=dict)
     hdsp_history: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Update-tree nodes by SHA-256 of their NDU payload: {digest: {name: (levels, depth)}}.
+    nodes: dict[bytes, dict[str, tuple[np.ndarray, int]]] = field(default_factory=dict)
+    #: The digest of the most recent node of each tensor.
+    latest: dict[str, bytes] = field(default_factory=dict)
+    max_nodes: int = 256
+
+    def node_of(self, name: str) -> bytes | None:
+        """SHA-256 of the payload of the most recent NDU that coded ``name``: the id that a
+        later update names as its parent (``parent_id="sha256"``, ``parent=...``)."""
+        return self.latest.get(name)
+
+    def heads(self) -> dict[str, bytes]:
+        """The current node of every tensor: pass it later as ``parent=`` to code an update
+        against this version of the model (asynchronous / branching updates)."""
+        return dict(self.latest)
 
 
 @dataclass(frozen=True)
@@ -54,9 +70,11 @@ class _Node:
     tca: bool = False             # temporal_context_modeling_flag
     state: EncoderState | None = None
     hdsp: bool = False
+    parent_hash: bytes | None = None   # SHA-256 parent id (parent_node_id_type 1)
+    bases: Mapping[str, np.ndarray] | None = None   # the parent levels per tensor
 
     def base(self, name: str) -> np.ndarray | None:
-        return self.state.levels.get(name) if self.tca and self.state is not None else None
+        return self.bases.get(name) if self.tca and self.bases is not None else None
 
     def history(self, name: str) -> np.ndarray | None:
         if not self.hdsp or self.state is None:
@@ -159,8 +177,12 @@ def _base_header(name: str, shape, node: _Node, cfg: EncodeConfig, pt: PayloadTy
         hdr.put_node_depth = node.put_node_depth
         if node.parent:
             hdr.parent_node_id_present_flag = 1
-            hdr.parent_node_id_type = 0          # ICNN_NDU_ID: same parameter_id, depth - 1
-            hdr.parent_device_id = 0
+            if node.parent_hash is not None:
+                hdr.parent_node_id_type = 1      # the SHA-256 of the parent NDU's payload
+                hdr.parent_node_payload_sha256 = node.parent_hash
+            else:
+                hdr.parent_node_id_type = 0      # ICNN_NDU_ID: same parameter_id, depth - 1
+                hdr.parent_device_id = 0
             hdr.temporal_context_modeling_flag = int(node.tca)
     return hdr
 
@@ -265,12 +287,12 @@ def _encode_one(name: str, arr: np.ndarray, node: _Node, cfg: EncodeConfig
                       raw_float_payload(arr)), {}
     qp = cfg.qp_for(name, arr.ndim)
     candidates = []
-    if cfg.codebook in ("off", "auto"):
+    if cfg.codebook in ("off", "auto") or arr.size == 0:   # no codebook for no values
         k, qp_u = _quantize_with_fallback(arr, rows, cols, qp, cfg)
         hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
         candidates.append((_code_levels(k, shape, cfg, hdr, qp=qp_u, dq=cfg.dq, has_qp=True,
                                         node=node), k))
-    if cfg.codebook in ("on", "auto"):
+    if cfg.codebook in ("on", "auto") and arr.size:
         k, codebook, cb_qp = _codebook_levels(arr, shape, cfg, qp)
         hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
         candidates.append((_code_levels(k, shape, cfg, hdr, qp=cb_qp, dq=False, has_qp=True,
@@ -390,11 +412,21 @@ def _nodes(names: list[str], cfg: EncodeConfig, state: EncoderState | None,
             nodes[name] = _Node(parameter_id=index)
             continue
         members = [name] + list(((cfg.blocks or {}).get(name) or {}).values())
-        tca = cfg.tca and cfg.differences and all(m in state.levels for m in members)
+        parent_hash, bases, depth = None, dict(state.levels), state.depth.get(name, 0)
+        if cfg.differences and cfg.parent_id == "sha256":
+            given = cfg.parent.get(name) if isinstance(cfg.parent, Mapping) else cfg.parent
+            parent_hash = given if given is not None else state.latest.get(name)
+            node = state.nodes.get(parent_hash or b"", {})
+            if parent_hash is None or name not in node:
+                raise ConfigError(f"no parent node for {name!r}: code a base first, or pass "
+                                  "parent= EncoderState.heads() of the version to update")
+            bases = {m: node[m][0] for m in members if m in node}
+            depth = node[name][1]
+        tca = cfg.tca and cfg.differences and all(m in bases for m in members)
         nodes[name] = _Node(parameter_id=state.parameter_id.get(name, index),
-                            put_node_depth=state.depth.get(name, 0) + 1,
-                            parent=cfg.differences, tca=tca, state=state,
-                            hdsp=cfg.hdsp and cfg.differences)
+                            put_node_depth=depth + 1, parent=cfg.differences, tca=tca,
+                            state=state, hdsp=cfg.hdsp and cfg.differences,
+                            parent_hash=parent_hash, bases=bases)
     return nodes
 
 
@@ -404,24 +436,32 @@ def _fit(node: _Node, arrays: Mapping[str, np.ndarray], names: list[str]) -> _No
     if node.state is None:
         return node
     sizes = {n: arrays[n].size for n in names}
-    tca = node.tca and all(node.state.levels[n].size == sizes[n] for n in names)
+    bases = node.bases or {}
+    tca = node.tca and all(n in bases and bases[n].size == sizes[n] for n in names)
     hdsp = node.hdsp and all(n in node.state.hdsp_history
                              and node.state.hdsp_history[n].size == sizes[n] for n in names)
     return dataclasses.replace(node, tca=tca, hdsp=hdsp)
 
 
 def _update_state(state: EncoderState, cfg: EncodeConfig, node: _Node,
-                  levels: Mapping[str, np.ndarray]) -> None:
+                  levels: Mapping[str, np.ndarray], payload: bytes) -> None:
+    digest = hashlib.sha256(payload).digest()
+    record = state.nodes.setdefault(digest, {})
     for name, k in levels.items():
-        state.levels[name] = np.ascontiguousarray(k, dtype=np.int32).ravel()
-        state.depth[name] = state.depth.get(name, 0) + 1
+        k = np.ascontiguousarray(k, dtype=np.int32).ravel()
+        state.levels[name] = k
+        state.depth[name] = node.put_node_depth
         state.parameter_id.setdefault(name, node.parameter_id)
+        record[name] = (k, node.put_node_depth)
+        state.latest[name] = digest
         if cfg.differences and cfg.profile == 1:
             hist = state.hdsp_history.get(name)
             if hist is None or hist.size != k.size:
                 hist = np.zeros(k.size, dtype=np.uint8)
-            hist[np.asarray(k).ravel() != 0] = 1
+            hist[k != 0] = 1
             state.hdsp_history[name] = hist
+    while len(state.nodes) > state.max_nodes:
+        del state.nodes[next(iter(state.nodes))]
 
 
 def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderState | None = None,
@@ -453,7 +493,7 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         if cfg.differences and levels and not any(np.any(k) for k in levels.values()):
             return b""          # an all-zero update: no NDU ("no change")
         if state is not None:
-            _update_state(state, cfg, nodes[name], levels)
+            _update_state(state, cfg, nodes[name], levels, coded.payload)
         return write_unit(NnrUnitType.NDU, coded.header, coded.payload, ctx=sw.ctx)
 
     threads = min(cfg.thread_count(), max(1, len(nodes)))

@@ -148,3 +148,54 @@ def test_nncodec_decodes_nnr_update_chains(nncodec, tmp_path):
         assert set(theirs) == set(mine), combo
         for key in mine:
             assert theirs[key].tobytes() == mine[key].tobytes(), (combo, key)
+
+
+def test_sha256_parent_ids_let_updates_branch():
+    """Asynchronous updates: B is coded against the base although A came in between; the
+    decoder finds B's parent by the SHA-256 of the base's payload."""
+    chain = _chain(7, 3)
+    enc, dec = nnr.EncoderState(), nnr.DecoderState()
+    opts = dict(differences=True, tca=True, hdsp=False, parent_id="sha256", qp=-44)
+    base = nnr.encode(chain[0], state=enc)
+    root = enc.heads()
+    a = nnr.encode(chain[1], state=enc, **opts)
+    assert enc.node_of("fc.weight") != root["fc.weight"]
+    b = nnr.encode(chain[2], state=enc, parent=root, **opts)
+    for data in (base, a, b):
+        out = nnr.decode(data, state=dec)
+    for name in out:
+        np.testing.assert_array_equal(dec.levels[name], enc.levels[name])
+    info_b = nnr.inspect(b, state=_state_after(base, a))
+    assert "temporal_context_adaptation" in info_b.tools
+    # a decoder that never saw the parent refuses the update instead of guessing
+    with pytest.raises(nnr.NonConformingBitstreamError, match="not seen"):
+        nnr.decode(b, state=nnr.DecoderState())
+
+
+def _state_after(*streams):
+    st = nnr.DecoderState()
+    for s in streams:
+        nnr.decode(s, state=st)
+    return st
+
+
+def test_nncodec_decodes_chains_with_sha256_parent_ids(nncodec, tmp_path):
+    chain = _chain(9, 4)
+    enc, dec = nnr.EncoderState(), nnr.DecoderState()
+    paths, mine = [], {}
+    for step, tensors in enumerate(chain):
+        opts = dict(qp=-44 if step else -38)
+        if step:
+            opts.update(differences=True, tca=True, parent_id="sha256")
+        data = nnr.encode(tensors, state=enc, **opts)
+        (tmp_path / f"s{step}.nnc").write_bytes(data)
+        paths.append(str(tmp_path / f"s{step}.nnc"))
+        for name, arr in nnr.decode(data, state=dec).items():
+            mine[f"{step}/{name}"] = arr
+    results = nncodec.decode([{"streams": paths, "out": str(tmp_path / "o.npz"),
+                               "sequence": True, "hdsp": False, "index": 0}], tmp_path)
+    assert (results.get(0) or results.get("0"))["status"] == "ok", results
+    theirs = dict(np.load(tmp_path / "o.npz"))
+    assert set(theirs) == set(mine)
+    for key in mine:
+        assert theirs[key].tobytes() == mine[key].tobytes(), key
