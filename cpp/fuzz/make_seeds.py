@@ -20,6 +20,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 MAX_ELEMENTS = 1 << 11          # kMaxElements of the fuzz target
 PARAM = struct.Struct("<IIBBBBHH")
@@ -54,27 +56,62 @@ def _sequences(vectors: Path) -> list[list[Path]]:
     return [[f for _, f in sorted(v)] for _, v in sorted(groups.items())]
 
 
-def ndu_payloads(streams: list[bytes]) -> Iterator[tuple[list, bytes]]:
-    """(specs, payload) of every CABAC-coded NDU of a sequence, decoded in order."""
-    from nnr import decoder
-    from nnr.bitstream.enums import NnrUnitType, PayloadType
-    from nnr.bitstream.stream import StreamContext, iter_units
-    from nnr.entropy import decode_payload
+def _specs(unit, ctx) -> list:
+    """TensorSpecs of a CABAC NDU's tensors in payload order (as nnr's decoder derives them;
+    TCA / HDSP only as flags: the fuzz target makes up the parent levels and history)."""
+    from math import prod
 
-    state = decoder.DecoderState()
+    from nnr.bitstream.enums import CompressedParameterTypes as CPT
+    from nnr.bitstream.enums import PayloadType
+    from nnr.entropy import TensorSpec
+
+    hdr, dims = unit.header, list(unit.dims)
+    pt, cpt, profile = hdr.payload_type, hdr.compressed_parameter_types, ctx.general_profile_idc
+    if cpt & CPT.DC:
+        raise ValueError("decomposed tensors are not seeded")
+    lps, mps = ctx.lps, ctx.mps
+    qd = lps.lps_qp_density if lps is not None and lps.lps_qp_density is not None else \
+        (mps.mps_qp_density if mps is not None else None)
+
+    def spec(shape: list[int], codebook) -> TensorSpec:
+        cb = codebook if (pt != PayloadType.INT and profile == 1) else None
+        s = TensorSpec(
+            rows=shape[0] if shape else 1, cols=prod(shape[1:]) if len(shape) > 1 else 1,
+            scan_order=hdr.scan_order if len(shape) > 1 else 0,
+            dq=bool(hdr.dq_flag) and pt != PayloadType.INT, has_qp=pt != PayloadType.INT,
+            qp_density=qd if qd is not None else 2, profile=profile,
+            parent_node_id_present=bool(hdr.parent_node_id_present_flag),
+            cabac_unary_length=hdr.cabac_unary_length_minus1 + 1,
+            codebook_size=cb.codebook_size if cb is not None else 0,
+            codebook_zero_offset=cb.cb_zero_offset if cb is not None else 0,
+            legacy_v03=profile == 0)
+        n = s.rows * s.cols
+        if hdr.temporal_context_modeling_flag and profile == 1:
+            s.tca_base = np.zeros(n, np.int32)
+        if hdr.parent_node_id_present_flag and profile == 1:
+            s.hdsp_history = np.zeros(n, np.uint8)
+        return s
+
+    if pt != PayloadType.BLOCK:
+        return [spec(dims, hdr.codebook)]
+    members = int(bool(cpt & CPT.LS)) + int(bool(cpt & CPT.BI)) + 4 * int(bool(cpt & CPT.BN))
+    return [spec(dims[:1], None) for _ in range(members)] + [spec(dims, hdr.codebook)]
+
+
+def ndu_payloads(streams: list[bytes]) -> Iterator[tuple[list, bytes]]:
+    """(specs, payload) of every CABAC-coded NDU of the streams."""
+    from nnr.bitstream.enums import NnrUnitType
+    from nnr.bitstream.stream import StreamContext, iter_units
+
     for data in streams:
         ctx = StreamContext()
         for unit in iter_units(data, ctx):
-            if unit.unit_type != NnrUnitType.NDU or unit.header.payload_type == PayloadType.RAW_FLOAT:
-                continue
-            legacy = ctx.general_profile_idc == 0
-            elements = decoder._elements(unit, ctx)
-            specs = [decoder._spec(e, unit, ctx, state, legacy) for e in elements]
-            payload = bytes(data[unit.payload_start:unit.payload_end])
-            yield specs, payload
-            levels, _, _, _ = decode_payload(payload, specs)
-            for e, k in zip(elements, levels):
-                decoder._update_state(state, unit, ctx, e, k)
+            if unit.unit_type == NnrUnitType.NDU and unit.header.uses_cabac:
+                try:
+                    specs = _specs(unit, ctx)
+                except ValueError:
+                    continue
+                yield specs, bytes(data[unit.payload_start:unit.payload_end])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
                 if len(specs) > 1:
                     continue
                 # the first rows only: the payload's prefix still decodes, then ends wrongly
-                specs[0].rows = max(1, MAX_ELEMENTS // max(specs[0].cols, 1))
-                specs[0].tca_base = specs[0].hdsp_history = None
+                s0 = specs[0]
+                s0.rows = max(1, MAX_ELEMENTS // max(s0.cols, 1))
+                if s0.tca_base is not None:
+                    s0.tca_base = np.zeros(s0.size, np.int32)
+                if s0.hdsp_history is not None:
+                    s0.hdsp_history = np.zeros(s0.size, np.uint8)
                 if specs[0].size > MAX_ELEMENTS:
                     continue
             # libFuzzer reads only -max_len bytes of a seed: crop the payload to fit

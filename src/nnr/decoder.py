@@ -250,8 +250,32 @@ def _update_state(state: DecoderState, unit: ParsedUnit, ctx: StreamContext,
         state.hdsp_history[e.name] = hist
 
 
+def _assign_entry_points(unit: ParsedUnit, specs: list[TensorSpec], threads: int) -> None:
+    """Hand each block-scanned tensor its coded entry points, for parallel block-row
+    decoding of large tensors (the sequential decoder does not need them)."""
+    coded = list(unit.header.cabac_entry_point_list)
+    i = 0
+    for spec in specs:
+        scan = spec.scan_order if spec.rows > 1 and spec.cols > 1 else 0
+        n = ((spec.rows + (4 << scan) - 1) // (4 << scan)) - 1 if scan else 0
+        if n <= 0:
+            continue
+        if i + n > len(coded):
+            return
+        if spec.size >= _PARALLEL_ROWS_MIN:
+            spec.entry_point_deltas = [(e.bit_offset_delta, e.cabac_offset, e.dq_state)
+                                       for e in coded[i:i + n]]
+            spec.threads = threads
+        i += n
+
+
+#: Tensors from this many elements on decode their block rows in parallel (threads > 1).
+_PARALLEL_ROWS_MIN = 1 << 20
+
+
 def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState | None,
-                legacy: bool) -> tuple[list[DecodedTensor], list[tuple[_Element, np.ndarray]]]:
+                legacy: bool, threads: int = 1
+                ) -> tuple[list[DecodedTensor], list[tuple[_Element, np.ndarray]]]:
     """Decode one NDU; ``state`` is only read here. Returns the tensors and the levels that
     update the decoder state (applied in stream order by the caller)."""
     hdr = unit.header
@@ -263,6 +287,8 @@ def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState 
                               None, unit.size)], []
     elements = _elements(unit, ctx)
     specs = [_spec(e, unit, ctx, state, legacy) for e in elements]
+    if threads > 1 and hdr.cabac_entry_point_list:
+        _assign_entry_points(unit, specs, threads)
     payload = memoryview(data)[unit.payload_start:unit.payload_end]
     levels, codings, eps, used = decode_payload(payload, specs)
     if used != len(payload):
@@ -354,7 +380,7 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                 if state is not None and unit.header.parent_node_id_present_flag:
                     while pending:
                         yield finish(pending.popleft())
-                future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy)
+                future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy, workers)
             pending.append((unit, snap, future, base))
             while len(pending) > 2 * workers or (pending and pending[0][2] is None):
                 yield finish(pending.popleft())

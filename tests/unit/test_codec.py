@@ -227,3 +227,34 @@ def test_random_access_and_thread_counts_decode_the_same():
     assert list(one) == ["fc.weight"] and np.array_equal(one["fc.weight"], full["fc.weight"])
     with pytest.raises(ConfigError, match="no tensor named 'nope'"):
         nnr.decode(data, names=["nope"])
+
+
+def test_parallel_block_rows_decode_the_same_and_check_entry_points():
+    import nnr.decoder as D
+    rng = np.random.default_rng(12)
+    m = {"big": (rng.standard_normal((200, 300)) * 0.05).astype(np.float32),
+         "bias": rng.standard_normal(200).astype(np.float32)}
+    old = D._PARALLEL_ROWS_MIN
+    D._PARALLEL_ROWS_MIN = 1000           # make this small tensor "large"
+    try:
+        for dq, scan in ((True, 1), (False, 3), (True, 2)):
+            data = nnr.encode(m, dq=dq, scan_order=scan, row_skip=not dq)
+            seq = nnr.decode(data, threads=1)
+            for t in (2, 3, 8):
+                par = nnr.decode(data, threads=t)
+                assert all(np.array_equal(par[k], seq[k]) for k in m)
+        # a wrong entry point is caught by the chunk that ends there
+        from nnr.bitstream.stream import StreamWriter, parse_stream
+        units = parse_stream(data)
+        eps = units[3].header.cabac_entry_point_list
+        eps[5] = dataclasses.replace(eps[5], dq_state=(eps[5].dq_state + 1) % 8)
+        sw = StreamWriter()
+        for u in units[:3]:
+            sw.add(u.unit_type, u.header, u.payload)
+        sw.add(units[3].unit_type, units[3].header, units[3].payload_bytes(data))
+        for u in units[4:]:
+            sw.add(u.unit_type, u.header, u.payload_bytes(data))
+        with pytest.raises(NonConformingBitstreamError, match="entry point"):
+            nnr.decode(sw.getvalue(), threads=2)
+    finally:
+        D._PARALLEL_ROWS_MIN = old

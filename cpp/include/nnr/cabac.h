@@ -109,6 +109,8 @@ class BinEncoder {
 class BinDecoder {
  public:
   BinDecoder(const uint8_t* data, size_t size);
+  BinDecoder(const BinDecoder&) = default;
+  BinDecoder& operator=(const BinDecoder&) = default;
   uint32_t decode(Context& ctx);
   uint32_t decode_bypass();
   uint32_t decode_bypass_bins(uint32_t count);  // count <= 32
@@ -120,6 +122,9 @@ class BinDecoder {
   size_t bytes_read() const { return pos_; }
   // True when the last byte consumed ends with the stop bit and zero padding.
   bool stop_pattern_ok() const;
+  // A decoder on the same buffer resumed at an entry point: `bit_position` as returned by
+  // bit_position(), `offset9` the signalled 9-bit offset (< 256); range 256.
+  BinDecoder at_entry_point(uint64_t bit_position, uint32_t offset9) const;
 
  private:
   uint32_t next_byte() {

@@ -10,6 +10,12 @@
 
 namespace nnr {
 
+struct EntryPointState {
+  uint64_t bit_position;  // absolute, from the payload start
+  uint32_t cabac_offset;
+  uint32_t dq_state;
+};
+
 struct TensorParams {
   uint32_t rows = 1;          // shape[0]
   uint32_t cols = 1;          // prod(shape[1:])
@@ -28,16 +34,16 @@ struct TensorParams {
   // Encoder only: the init-set choice looks at the first this many positions (0: all, as
   // NNCodec does). Any choice is decodable; a bound keeps the estimation pass cheap.
   uint64_t init_estimate_limit = 0;
+  // Decoder only: the signalled entry points (bit_position holds the coded delta: the first
+  // from the tensor's level-data start, the others from the previous entry point). With
+  // threads > 1 and more than one block row, block rows are decoded in parallel from them;
+  // every entry point is checked against the state the previous rows end in.
+  std::vector<EntryPointState> entry_point_deltas;
+  int threads = 1;
 
   uint64_t size() const { return uint64_t(rows) * cols; }
   int effective_scan() const { return (cols <= 1 || rows <= 1) ? 0 : scan_order; }
   uint32_t block_rows() const;  // number of block rows, 0 for raster scan
-};
-
-struct EntryPointState {
-  uint64_t bit_position;  // absolute, from the payload start
-  uint32_t cabac_offset;
-  uint32_t dq_state;
 };
 
 // Per-tensor side information: decoder output, encoder input (qp, hdsp, row_skip).

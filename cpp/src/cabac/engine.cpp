@@ -3,10 +3,6 @@
 
 namespace nnr {
 
-namespace {
-inline uint32_t clz32(uint32_t x) { return static_cast<uint32_t>(__builtin_clz(x)); }
-}  // namespace
-
 // ---------------------------------------------------------------- encoder
 
 void BinEncoder::encode_bypass(uint32_t bin) {
@@ -141,6 +137,25 @@ uint32_t BinDecoder::decode_terminate() {
     }
   }
   return 0;
+}
+
+BinDecoder BinDecoder::at_entry_point(uint64_t bit_position, uint32_t offset9) const {
+  BinDecoder d(*this);
+  const uint64_t bits = bit_position + 9;
+  const uint64_t bit_off = bits & 7;
+  uint64_t bytes = bits >> 3;
+  int32_t needed = int32_t(bit_off) - 9;
+  if (bit_off != 0)
+    bytes++;
+  else
+    needed += 8;
+  if (bytes < 1 || bytes > size_ || offset9 > 255)
+    throw Error(ErrorKind::NonConforming, "entry point outside the payload", std::ptrdiff_t(bytes));
+  d.pos_ = size_t(bytes);
+  d.bits_needed_ = needed;
+  d.range_ = 256;
+  d.value_ = (offset9 << 7) + ((uint32_t(data_[bytes - 1]) << (8 + needed)) & 127);
+  return d;
 }
 
 bool BinDecoder::stop_pattern_ok() const {

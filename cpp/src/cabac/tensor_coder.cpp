@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <limits>
+#include <thread>
 
 #include "binarization.h"
 #include "nnr/cabac.h"
@@ -67,12 +69,16 @@ struct EstimatorSink {
 // Walks the positions of a tensor in scan order: code(pos) for coded positions,
 // skip() for a skipped row segment, block_row_end() between block rows.
 template <class Code, class Skip, class End>
-void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end) {
+void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end,
+          uint32_t first_block_row = 0, uint32_t end_block_row = ~0u) {
   const int scan = p.effective_scan();
   const uint32_t bw = scan ? (4u << scan) : p.cols;
   const uint32_t bh = scan ? (4u << scan) : p.rows;
-  for (uint32_t y0 = 0; y0 < p.rows; y0 += bh) {
-    if (y0 > 0) block_row_end();
+  uint32_t br = 0;
+  for (uint32_t y0 = 0; y0 < p.rows; y0 += bh, ++br) {
+    if (br < first_block_row) continue;
+    if (br >= end_block_row) break;
+    if (br > first_block_row) block_row_end();
     const uint32_t y1 = std::min(p.rows, y0 + bh);
     for (uint32_t x0 = 0; x0 < p.cols; x0 += bw) {
       const uint32_t x1 = std::min(p.cols, x0 + bw);
@@ -154,15 +160,28 @@ class TensorDecoder {
     if (first_row_reset(p_)) dec_.entry_point_start();
 
     std::fill(out, out + p_.size(), 0);
-    int state = 0;
-    Modeler m;
     const uint8_t* skip = side.row_skip_enabled ? side.row_skip.data() : nullptr;
+    const uint32_t rows = p_.block_rows();
+    if (p_.threads > 1 && rows > 1 && p_.entry_point_deltas.size() + 1 == rows) {
+      decode_parallel(out, side, tca, hist, skip, rows);
+      return;
+    }
+    decode_rows(dec_, ctx_, 0, out, tca, hist, skip, side.entry_points, 0, ~0u);
+  }
+
+ private:
+  // Decodes block rows [first, end) with `dec` and contexts `ctx` from DQ state `state`;
+  // returns the DQ state at the end. Entry points met inside are appended to `eps`.
+  int decode_rows(BinDecoder& dec, std::vector<Context>& ctx, int state, int32_t* out, bool tca,
+                  const uint8_t* hist, const uint8_t* skip, std::vector<EntryPointState>& eps,
+                  uint32_t first, uint32_t end) {
+    Modeler m;
     walk(
         p_, skip,
         [&](uint64_t pos) {
           if (tca) m.base = p_.tca_base[pos];
           if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
-          const int64_t q = decode_level(m, state);
+          const int64_t q = decode_level(dec, ctx, m, state);
           m.neighbour = int32_t(q);
           int64_t k = q;
           if (p_.dq) {
@@ -178,30 +197,85 @@ class TensorDecoder {
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (auto& c : ctx_) c.reset();
+          for (auto& c : ctx) c.reset();
           m = Modeler();
-          dec_.entry_point_start();
-          side.entry_points.push_back({dec_.bit_position(), dec_.offset9(), uint32_t(state)});
-        });
+          dec.entry_point_start();
+          eps.push_back({dec.bit_position(), dec.offset9(), uint32_t(state)});
+        },
+        first, end);
+    return state;
+  }
+
+  // Block rows in parallel: chunk c starts at its entry point, and must end exactly where the
+  // next chunk's entry point says (bit position, offset, DQ state).
+  void decode_parallel(int32_t* out, TensorSide& side, bool tca, const uint8_t* hist, const uint8_t* skip,
+                       uint32_t rows) {
+    std::vector<EntryPointState> abs;
+    uint64_t pos = side.level_start_bit;
+    for (const auto& d : p_.entry_point_deltas) {
+      pos += d.bit_position;
+      abs.push_back({pos, d.cabac_offset, d.dq_state});
+    }
+    const uint32_t chunks = std::min<uint32_t>(uint32_t(p_.threads), rows);
+    std::vector<uint32_t> start(chunks + 1);
+    for (uint32_t c = 0; c <= chunks; ++c) start[c] = uint32_t(uint64_t(rows) * c / chunks);
+    std::vector<BinDecoder> decs;
+    std::vector<std::vector<EntryPointState>> eps(chunks);
+    std::vector<int> end_state(chunks);
+    decs.push_back(dec_);
+    for (uint32_t c = 1; c < chunks; ++c) {
+      const EntryPointState& e = abs[start[c] - 1];
+      decs.push_back(dec_.at_entry_point(e.bit_position, e.cabac_offset));
+    }
+    std::vector<std::exception_ptr> errors(chunks);
+    auto work = [&](uint32_t c) {
+      try {
+        std::vector<Context> ctx = ctx_;
+        const int state0 = c == 0 ? 0 : int(abs[start[c] - 1].dq_state & 7);
+        end_state[c] = decode_rows(decs[c], ctx, state0, out, tca, hist, skip, eps[c], start[c], start[c + 1]);
+      } catch (...) {
+        errors[c] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (uint32_t c = 1; c < chunks; ++c) pool.emplace_back(work, c);
+    work(0);
+    for (auto& t : pool) t.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    for (uint32_t c = 0; c + 1 < chunks; ++c) {
+      BinDecoder& d = decs[c];
+      d.entry_point_start();
+      const EntryPointState& e = abs[start[c + 1] - 1];
+      if (d.bit_position() != e.bit_position || d.offset9() != e.cabac_offset ||
+          (p_.dq && uint32_t(end_state[c]) != e.dq_state))
+        throw Error(ErrorKind::NonConforming, "an entry point does not match the payload");
+    }
+    side.entry_points.clear();
+    for (uint32_t c = 0; c < chunks; ++c) {
+      if (c > 0) side.entry_points.push_back(abs[start[c] - 1]);
+      side.entry_points.insert(side.entry_points.end(), eps[c].begin(), eps[c].end());
+    }
+    dec_ = decs[chunks - 1];
   }
 
  private:
-  int64_t decode_level(const Modeler& m, int state) {
+  int64_t decode_level(BinDecoder& dec, std::vector<Context>& ctx, const Modeler& m, int state) {
     if (p_.profile == 1 && cb_.size == 1) return 0;
-    if (!dec_.decode(ctx_[m.sig(state)])) return 0;
+    if (!dec.decode(ctx[m.sig(state)])) return 0;
     int64_t v = 1;
     bool negative;
     if (cb_.sign_inferred())
       negative = cb_.zero != 0;
     else
-      negative = dec_.decode(ctx_[m.sign()]) != 0;
+      negative = dec.decode(ctx[m.sign()]) != 0;
     const int64_t max_abs = cb_.max_abs(negative);
     if (max_abs > 1 || max_abs == -1) {
       uint32_t gr = 0;
       int64_t j = -1;
       do {
         j++;
-        gr = dec_.decode(ctx_[m.gtx(L_, !negative, uint32_t(j))]);
+        gr = dec.decode(ctx[m.gtx(L_, !negative, uint32_t(j))]);
         v += gr;
       } while (gr && j < int64_t(L_.num_gtx) - 1 && (max_abs > v || max_abs == -1));
       if (gr && (max_abs > v || max_abs == -1)) {
@@ -210,7 +284,7 @@ class TensorDecoder {
         j = -1;
         do {
           j++;
-          gr = dec_.decode(ctx_[L_.rem() + int(j)]);
+          gr = dec.decode(ctx[L_.rem() + int(j)]);
           if (gr && (max_abs > v || max_abs == -1)) {
             v += int64_t(1) << rem_bits;
             rem_bits++;
@@ -218,7 +292,7 @@ class TensorDecoder {
         } while (gr && j < cap - 1 && (max_abs >= v + (int64_t(1) << rem_bits) || max_abs == -1));
         if (gr && p_.legacy_v03 && j == cap - 1)
           throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
-        v += dec_.decode_bypass_bins(rem_bits);
+        v += dec.decode_bypass_bins(rem_bits);
       }
     }
     if (v > (int64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");

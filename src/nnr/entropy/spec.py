@@ -53,6 +53,10 @@ class TensorSpec:
     legacy_v03: bool = False       # NNCodec 0.3.x payload: 32 remainder contexts, range reset
     entry_points: list[EntryPoint] = field(default_factory=list)  # decoder may ignore them
     init_estimate_limit: int = 0   # encoder: positions the init-set choice looks at (0: all)
+    #: decoder: the coded entry points as (bit_offset_delta, cabac_offset, dq_state); with
+    #: threads > 1 block rows are decoded in parallel from them (and each one is checked)
+    entry_point_deltas: list[tuple[int, int, int]] = field(default_factory=list)
+    threads: int = 1
 
     @property
     def size(self) -> int:
