@@ -126,11 +126,11 @@ def test_not_an_npz(nnr_cli, tmp_path):
 
 
 def test_unsupported_input_type(nnr_cli, tmp_path):
-    pt = tmp_path / "model.pt"
+    pt = tmp_path / "model.xyz"
     pt.write_bytes(b"\x80\x02")
     r = nnr_cli("encode", pt, "-o", tmp_path / "out.nnr")
     assert r.returncode == 1
-    assert "unsupported tensor file type '.pt'" in r.error_line()
+    assert "unsupported tensor file type '.xyz'" in r.error_line()
 
 
 def test_output_must_be_a_stream_file(nnr_cli, tmp_path, small):

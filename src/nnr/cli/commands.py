@@ -4,13 +4,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 import nnr
-from nnr.cli import files, tables
+from nnr import adapters
+from nnr.cli import files, models, tables
+from nnr.cli.files import CliError
+from nnr.cli.progress import Progress
+from nnr.model import ROLES, Model
 
 # CLI flag dest -> nnr.EncodeConfig field, one to one.
 ENCODE_FIELDS = ("qp", "qp_density", "nonweight_qp", "qp_per_tensor", "dq", "scan_order",
@@ -27,15 +32,65 @@ def _raw_size(tensors: Mapping[str, np.ndarray]) -> int:
     return sum(int(t.nbytes) for t in tensors.values())
 
 
+def _ndu_sizes(data: bytes) -> tuple[dict[str, int], int]:
+    """Coded bytes per NDU, keyed by its first tensor name, and the topology unit's size."""
+    from nnr.bitstream.enums import NnrUnitType
+    from nnr.bitstream.stream import iter_units
+    sizes, topology = {}, 0
+    for unit in iter_units(data):
+        if unit.unit_type == NnrUnitType.NDU:
+            sizes[str(unit.header.topology_elem_ids[0])] = unit.size
+        elif unit.unit_type == NnrUnitType.TPL:
+            topology = unit.size
+    return sizes, topology
+
+
+def _ratio(coded: int, raw: int) -> str:
+    return f"{100.0 * coded / raw:.2f}%" if raw else "-"
+
+
+def summary_rows(model: Model, data: bytes, seconds: float) -> list[list[object]]:
+    """Rows of the encode summary: one per role, the topology and the total. A block NDU's
+    bytes count under its weight."""
+    sizes, topology = _ndu_sizes(data)
+    by_role: dict[str, list[int]] = {}
+    for name in model.tensors:
+        row = by_role.setdefault(model.role(name), [0, 0, 0])
+        row[0] += 1
+        row[1] += model.nbytes([name])
+        row[2] += sizes.get(name, 0)
+    order = {role: i for i, role in enumerate(ROLES)}
+    rows: list[list[object]] = [[role, n, raw, coded, _ratio(coded, raw), None]
+                                for role, (n, raw, coded) in sorted(
+                                    by_role.items(), key=lambda kv: order.get(kv[0], 99))]
+    rows.append(["topology", None, None, topology, None, None])
+    raw = model.nbytes()
+    rows.append(["total", len(model.tensors), raw, len(data), _ratio(len(data), raw),
+                 f"{seconds:.2f} s"])
+    return rows
+
+
 def run_encode(args: argparse.Namespace) -> int:
     files.check_output_suffix(args.output, files.STREAM_SUFFIXES, "bitstream")
-    tensors = files.read_tensors(args.input)
-    data = nnr.encode(tensors, **encode_options(args))
+    fmt = models.input_format(args.input, getattr(args, "format", None))
+    progress = Progress(False if getattr(args, "no_progress", False) else None)
+    start = time.perf_counter()
+    with progress.stage(f"reading {args.input}"):
+        model = models.read_model(args.input, fmt)
+    with progress.stage(f"encoding {len(model.tensors)} tensors"):
+        blocks = getattr(args, "blocks", "none")
+        data = adapters.encode_model(model, blocks=None if blocks == "none" else blocks,
+                                     lossless=getattr(args, "lossless", False),
+                                     **encode_options(args))
     files.write_bytes(args.output, data)
     if args.output != files.STDIO:
-        raw = _raw_size(tensors)
+        raw = model.nbytes()
         ratio = f", {100.0 * len(data) / raw:.2f}% of {tables.size(raw)}" if raw else ""
-        print(f"wrote {args.output}: {len(tensors)} tensors, {tables.size(len(data))}{ratio}")
+        print(f"wrote {args.output}: {len(model.tensors)} tensors, {tables.size(len(data))}"
+              f"{ratio}")
+        rows = summary_rows(model, data, time.perf_counter() - start)
+        print("\n".join(tables.table(["role", "tensors", "original bytes", "coded bytes",
+                                      "ratio", "time"], rows, right=(1, 2, 3, 4, 5))))
     return 0
 
 
@@ -53,12 +108,21 @@ def decode_streams(streams: list[bytes]) -> dict[str, np.ndarray]:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    files.check_output_suffix(args.output, (".npz",), "tensor")
+    fmt = models.output_format(args.output, getattr(args, "format", None))
+    if len(args.inputs) > 1 and fmt != "numpy":
+        raise CliError("several streams (an incremental sequence) decode into an .npz only")
     streams = [files.read_bytes(path) for path in args.inputs]
-    tensors = decode_streams(streams)
-    files.write_tensors(args.output, tensors)
+    progress = Progress(False if getattr(args, "no_progress", False) else None)
+    if len(streams) > 1:
+        model = Model(tensors=decode_streams(streams))
+    else:
+        with progress.stage("decoding"):
+            model = adapters.decode_model(streams[0])
+    with progress.stage(f"writing {args.output}"):
+        models.write_model(args.output, model, fmt)
     if args.output != files.STDIO:
-        print(f"wrote {args.output}: {len(tensors)} tensors, {tables.size(_raw_size(tensors))}")
+        print(f"wrote {args.output}: {len(model.tensors)} tensors, "
+              f"{tables.size(model.nbytes())}")
     return 0
 
 

@@ -48,6 +48,11 @@ def _encode_defaults() -> dict[str, object]:
             if f.default is not dataclasses.MISSING}
 
 
+def adapter_names() -> list[str]:
+    from nnr.adapters._registry import names
+    return names()
+
+
 def _qp_pair(text: str) -> tuple[str, int]:
     name, sep, qp = text.rpartition("=")
     try:
@@ -72,11 +77,14 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     def h(text: str, field: str) -> str:
         return f"{text} (default: {d[field]})" if field in d else text
 
-    p = sub.add_parser("encode", help="encode tensors (.npz) into an NNR bitstream",
-                       description="Encode named tensors into an NNR bitstream "
-                                   "(ISO/IEC 15938-17). Options left out keep nnr's defaults.",
+    p = sub.add_parser("encode", help="encode a model or tensors into an NNR bitstream",
+                       description="Encode a model (.npz, .safetensors, .pt/.pth, .onnx, "
+                                   ".h5/.keras, an NNEF folder) into an NNR bitstream "
+                                   "(ISO/IEC 15938-17) that carries its topology. Options "
+                                   "left out keep nnr's defaults.",
                        argument_default=argparse.SUPPRESS)
-    p.add_argument("input", help="tensors to encode (.npz; float32 tensors and int32 tensors)")
+    p.add_argument("input", help="model to encode; its format is chosen by the file name "
+                                 "(see --format)")
     p.add_argument("-o", "--output", required=True,
                    help="bitstream to write (.nnr or .nnc; '-' for standard output)")
     q = p.add_argument_group("quantization")
@@ -108,18 +116,36 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                           "cabac_unary_length_minus1"))
     p.add_argument("--threads", type=int, metavar="N",
                    help="worker threads (default: all cores)")
+    m = p.add_argument_group("model")
+    m.add_argument("--format", choices=adapter_names(),
+                   help="model format of the input, instead of guessing it from the name")
+    m.add_argument("--blocks", choices=["auto", "none"],
+                   help="auto: code each weight with its bias and following batch-norm in "
+                        "one NNR_PT_BLOCK unit (default: none)")
+    m.add_argument("--lossless", action="store_true",
+                   help="store float tensors unquantized (NNR_PT_RAW_FLOAT); integer tensors "
+                        "are always lossless")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line on standard error (shown only on a terminal)")
     p.set_defaults(run=commands.run_encode)
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="decode an NNR bitstream into tensors (.npz)",
-                       description="Decode NNR bitstreams into an .npz file. Several streams "
-                                   "are an incremental sequence decoded in order; their tensors "
-                                   "are keyed '<step>/<name>'.")
+    p = sub.add_parser("decode", help="decode an NNR bitstream into a model or tensors",
+                       description="Decode an NNR bitstream into a model file of the format "
+                                   "the output's name (or --format) says: .npz, .safetensors, "
+                                   ".pt/.pth, .onnx, .h5/.keras, an NNEF folder. Several "
+                                   "streams are an incremental sequence decoded in order into "
+                                   "an .npz; their tensors are keyed '<step>/<name>'.")
     p.add_argument("inputs", nargs="+", metavar="input",
                    help="bitstream(s) (.nnr/.nnc; '-' for standard input)")
     p.add_argument("-o", "--output", required=True,
-                   help="tensors to write (.npz; '-' for standard output)")
+                   help="model to write (.npz, .safetensors, .pt, .onnx, .h5, an NNEF folder "
+                        "...; '-' for standard output as .npz)")
+    p.add_argument("--format", choices=adapter_names(),
+                   help="model format of the output, instead of guessing it from the name")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line on standard error (shown only on a terminal)")
     p.set_defaults(run=commands.run_decode)
 
 

@@ -195,8 +195,18 @@ def check_against(decoded: dict, original: dict, bound: float | None) -> Report:
     return report
 
 
+def read_original(path: str) -> dict:
+    """The original tensors: an .npz, or a model file in any format nnr reads."""
+    from nnr.adapters._registry import format_of_path
+    from nnr.cli import models
+    fmt = None if path == files.STDIO else format_of_path(path)
+    if fmt in (None, "numpy"):
+        return files.read_tensors(path)
+    return models.read_model(path, fmt).tensors
+
+
 def verify_against(args: argparse.Namespace, data: bytes) -> tuple[str, Report]:
-    original = files.read_tensors(args.against)
+    original = read_original(args.against)
     report = check_against(dict(nnr.decode(data)), original, args.max_abs_error)
     return f"against {args.against}", report
 
