@@ -20,7 +20,7 @@ from nnr.model import ROLES, Model
 # CLI flag dest -> nnr.EncodeConfig field, one to one.
 ENCODE_FIELDS = ("qp", "qp_density", "nonweight_qp", "qp_per_tensor", "dq", "scan_order",
                  "codebook", "profile", "param_opt", "row_skip", "cabac_unary_length_minus1",
-                 "threads")
+                 "threads", "lambda_scale")
 
 
 def encode_options(args: argparse.Namespace) -> dict[str, object]:
@@ -70,18 +70,75 @@ def summary_rows(model: Model, data: bytes, seconds: float) -> list[list[object]
     return rows
 
 
+def _load_evaluate(path: str):
+    """``evaluate`` from a user's Python file."""
+    import importlib.util
+    if not Path(path).is_file():
+        raise CliError(f"cannot read '{path}': No such file or directory")
+    spec = importlib.util.spec_from_file_location("nnr_user_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's script: report, do not crash
+        raise CliError(f"{path}: {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, "evaluate", None)
+    if not callable(fn):
+        raise CliError(f"{path} defines no evaluate(tensors) function")
+    return fn
+
+
+def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
+    """Per-tensor qps from --max-drop/--eval or --size (empty when neither is given)."""
+    drop, size = getattr(args, "max_drop", None), getattr(args, "size", None)
+    if drop is None and size is None:
+        if getattr(args, "eval", None):
+            raise CliError("--eval needs --max-drop")
+        return {}
+    if drop is not None and size is not None:
+        raise CliError("give either --max-drop or --size, not both")
+    options = {k: v for k, v in options.items() if k != "qp_per_tensor"}
+    if size is not None:
+        return nnr.encode_for_size(model.tensors, size, **options).qp_per_tensor
+    if not getattr(args, "eval", None):
+        raise CliError("--max-drop needs --eval SCRIPT.py")
+    evaluate = _load_evaluate(args.eval)
+    res = nnr.encode_for_metric(model.tensors, evaluate, max_drop=drop, **options)
+    print(f"search: metric {res.metric:.6g} (original {res.baseline_metric:.6g}) after "
+          f"{res.evaluations} evaluations", file=sys.stderr)
+    return res.qp_per_tensor
+
+
+def _run_encode_streamed(args: argparse.Namespace) -> int:
+    from nnr.streaming import encode_file
+    if any(getattr(args, a, None) for a in ("max_drop", "size", "lossless")) or \
+            getattr(args, "blocks", "none") != "none" or args.output == files.STDIO:
+        raise CliError("--stream codes .npz/.safetensors files to a file, without targets, "
+                       "blocks or --lossless")
+    start = time.perf_counter()
+    out = Path(args.output)
+    size = encode_file(args.input, out, **encode_options(args))
+    print(f"wrote {args.output}: {tables.size(size)} in {time.perf_counter() - start:.2f} s")
+    return 0
+
+
 def run_encode(args: argparse.Namespace) -> int:
     files.check_output_suffix(args.output, files.STREAM_SUFFIXES, "bitstream")
+    if getattr(args, "stream", False):
+        return _run_encode_streamed(args)
     fmt = models.input_format(args.input, getattr(args, "format", None))
     progress = Progress(False if getattr(args, "no_progress", False) else None)
     start = time.perf_counter()
     with progress.stage(f"reading {args.input}"):
         model = models.read_model(args.input, fmt)
+    options = encode_options(args)
+    with progress.stage("searching per-tensor qps"):
+        qps = _target_qps(args, model, options)
+    if qps:
+        options["qp_per_tensor"] = qps
     with progress.stage(f"encoding {len(model.tensors)} tensors"):
         blocks = getattr(args, "blocks", "none")
         data = adapters.encode_model(model, blocks=None if blocks == "none" else blocks,
-                                     lossless=getattr(args, "lossless", False),
-                                     **encode_options(args))
+                                     lossless=getattr(args, "lossless", False), **options)
     files.write_bytes(args.output, data)
     if args.output != files.STDIO:
         raw = model.nbytes()
@@ -107,7 +164,29 @@ def decode_streams(streams: list[bytes]) -> dict[str, np.ndarray]:
     return out
 
 
+def _run_decode_selected(args: argparse.Namespace) -> int:
+    """--tensor / --stream: straight to .npz or .safetensors, unit by unit."""
+    from nnr.streaming import decode_file
+    suffix = Path(args.output).suffix.lower()
+    if len(args.inputs) != 1 or args.inputs[0] == files.STDIO or suffix not in (
+            ".npz", ".safetensors"):
+        raise CliError("--tensor and --stream decode one stream file into an .npz or "
+                       ".safetensors file")
+    if not Path(args.inputs[0]).is_file():
+        raise CliError(f"cannot read '{args.inputs[0]}': No such file or directory")
+    names = getattr(args, "tensor", None)
+    count = decode_file(args.inputs[0], args.output, names=names,
+                        threads=getattr(args, "threads", None))
+    if names and count < len(set(names)):
+        Path(args.output).unlink(missing_ok=True)
+        raise CliError(f"the stream has {count} of the {len(set(names))} tensors asked for")
+    print(f"wrote {args.output}: {count} tensors")
+    return 0
+
+
 def run_decode(args: argparse.Namespace) -> int:
+    if getattr(args, "tensor", None) or getattr(args, "stream", False):
+        return _run_decode_selected(args)
     fmt = models.output_format(args.output, getattr(args, "format", None))
     if len(args.inputs) > 1 and fmt != "numpy":
         raise CliError("several streams (an incremental sequence) decode into an .npz only")

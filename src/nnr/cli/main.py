@@ -71,6 +71,17 @@ class _QpPerTensor(argparse.Action):
         setattr(namespace, self.dest, table)
 
 
+def _drop(text: str) -> float:
+    """'0.1%' -> 0.001, '0.002' -> 0.002."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or percentage: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
 def _add_encode(sub: argparse._SubParsersAction) -> None:
     d = _encode_defaults()
 
@@ -114,8 +125,23 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--cabac-unary-length-minus1", type=int, metavar="N",
                    help=h("unary part of the level binarization, minus 1",
                           "cabac_unary_length_minus1"))
+    q.add_argument("--lambda-scale", type=float, metavar="X",
+                   help=h("rate-distortion optimised quantization: weight of the estimated "
+                          "bits against the error (0: off)", "lambda_scale"))
     p.add_argument("--threads", type=int, metavar="N",
                    help="worker threads (default: all cores)")
+    t = p.add_argument_group("targets (search per-tensor qps)")
+    t.add_argument("--max-drop", type=_drop, metavar="X[%]",
+                   help="smallest stream whose metric (from --eval) falls by at most X "
+                        "(0.1%% = 0.001) from the original's")
+    t.add_argument("--eval", metavar="SCRIPT.py",
+                   help="Python file defining evaluate(tensors: dict[str, ndarray]) -> float "
+                        "(higher is better), used by --max-drop")
+    t.add_argument("--size", type=int, metavar="BYTES",
+                   help="the finest stream that fits in BYTES")
+    p.add_argument("--stream", action="store_true",
+                   help="read an .npz/.safetensors tensor by tensor and write units as they "
+                        "are made (models larger than memory; no topology, blocks or targets)")
     m = p.add_argument_group("model")
     m.add_argument("--format", choices=adapter_names(),
                    help="model format of the input, instead of guessing it from the name")
@@ -144,6 +170,14 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
                         "...; '-' for standard output as .npz)")
     p.add_argument("--format", choices=adapter_names(),
                    help="model format of the output, instead of guessing it from the name")
+    p.add_argument("--tensor", action="append", metavar="NAME",
+                   help="decode only this tensor (repeatable; random access: other units are "
+                        "skipped) into an .npz or .safetensors")
+    p.add_argument("--stream", action="store_true",
+                   help="decode one unit at a time into an .npz or .safetensors (bounded "
+                        "memory for models larger than memory)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="decoder threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress line on standard error (shown only on a terminal)")
     p.set_defaults(run=commands.run_decode)
