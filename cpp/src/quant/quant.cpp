@@ -80,6 +80,21 @@ void scan_positions(const TensorParams& shape, F&& f) {
 
 }  // namespace
 
+// The trellis candidates of one weight: slot k & 3 holds the multiplier k among the four
+// around |w|/step (from max(1, trunc - 1)), slot 4 holds zero; q = sign * ((k + 1) >> 1).
+inline void trellis_candidates(double qscale, float wv, double* dist, int32_t* qv) {
+  const int32_t sign = wv < 0 ? -1 : 1;
+  const double org = qscale * double(wv) * double(sign);
+  dist[4] = org * org;
+  qv[4] = 0;
+  const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
+  for (int32_t qi = lo; qi < lo + 4; ++qi) {
+    const double d = org - double(qi);
+    dist[qi & 3] = d * d;
+    qv[qi & 3] = sign * ((qi + 1) >> 1);
+  }
+}
+
 // The three incoming branches of each state in the order NNCodec's trellis tries them (by
 // previous state), so that ties resolve identically.
 struct StateBranches {
@@ -109,18 +124,7 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   cost[0] = 0.0;
   double dist[5];
   int32_t qv[5];
-  auto candidates = [&](float wv) {
-    const int32_t sign = wv < 0 ? -1 : 1;
-    const double org = qscale * double(wv) * double(sign);
-    dist[4] = org * org;
-    qv[4] = 0;
-    const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
-    for (int32_t qi = lo; qi < lo + 4; ++qi) {
-      const double d = org - double(qi);
-      dist[qi & 3] = d * d;
-      qv[qi & 3] = sign * ((qi + 1) >> 1);
-    }
-  };
+  auto candidates = [&](float wv) { trellis_candidates(qscale, wv, dist, qv); };
   for (uint64_t i = 0; i < n; ++i) {
     const float wv = w[order[i]];
     const double check = std::round(wv * fscale);
@@ -284,18 +288,9 @@ bool quantize_dependent_rd(const float* w, int32_t* k, const TensorParams& shape
     const float wv = w[order[i]];
     const double check = std::round(wv * fscale);
     if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
-    const int32_t sign = wv < 0 ? -1 : 1;
-    const double org = qscale * double(wv) * double(sign);
-    std::array<double, 5> dist;
-    std::array<int32_t, 5> qv;
-    dist[4] = org * org;
-    qv[4] = 0;
-    const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
-    for (int32_t qi = lo; qi < lo + 4; ++qi) {
-      const double d = org - double(qi);
-      dist[qi & 3] = d * d;
-      qv[qi & 3] = sign * ((qi + 1) >> 1);
-    }
+    double dist[5];
+    int32_t qv[5];
+    trellis_candidates(qscale, wv, dist, qv);
     for (int s = 0; s < 8; ++s) {
       double best = std::numeric_limits<double>::infinity();
       int choice = -1;
