@@ -112,21 +112,23 @@ import json, resource, sys, time
 sys.path.insert(0, {src!r})
 import numpy as np, nnr
 mode, src, dst, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c0 = 0.0
 if mode == "encode":
     tensors = dict(np.load(src))
-    t = time.perf_counter(); data = nnr.encode(tensors, qp={qp}, dq={dq}, threads=threads)
+    c0 = time.process_time(); t = time.perf_counter(); data = nnr.encode(tensors, qp={qp}, dq={dq}, threads=threads)
     s = time.perf_counter() - t; open(dst, "wb").write(data); extra = {{"bytes": len(data)}}
 elif mode == "decode":
     data = open(src, "rb").read()
-    t = time.perf_counter(); nnr.decode(data, threads=threads); s = time.perf_counter() - t; extra = {{}}
+    c0 = time.process_time(); t = time.perf_counter(); nnr.decode(data, threads=threads); s = time.perf_counter() - t; extra = {{}}
 elif mode == "encode_file":
     from nnr.streaming import encode_file
-    t = time.perf_counter(); n = encode_file(src, dst, qp={qp}, dq={dq}, threads=threads)
+    c0 = time.process_time(); t = time.perf_counter(); n = encode_file(src, dst, qp={qp}, dq={dq}, threads=threads)
     s = time.perf_counter() - t; extra = {{"bytes": n}}
 else:
     from nnr.streaming import decode_file
-    t = time.perf_counter(); decode_file(src, dst, threads=threads); s = time.perf_counter() - t; extra = {{}}
-print(json.dumps(dict(seconds=s, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra)))
+    c0 = time.process_time(); t = time.perf_counter(); decode_file(src, dst, threads=threads); s = time.perf_counter() - t; extra = {{}}
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps(dict(seconds=s, cpu_seconds=time.process_time() - c0, peak_rss_mb=ru.ru_maxrss / 1024, **extra)))
 """
 
 
@@ -224,8 +226,8 @@ def bench_synthetic(work: Path, threads: list[int], quick: bool) -> dict:
 
 # ------------------------------------------------------------------------------ reporting
 def markdown(results: list[dict]) -> str:
-    lines = ["| model | params | coder | threads | bytes | % of fp32 | encode s | decode s |"
-             " enc M/s | dec M/s | peak RSS enc/dec MB |", "|" + "---|" * 11]
+    lines = ["| model | params | coder | threads | bytes | % of fp32 | encode s (cpu s) |"
+             " decode s (cpu s) | enc M/s | dec M/s | peak RSS enc/dec MB |", "|" + "---|" * 11]
     for r in results:
         n = r["parameters"]
         rows = [(f"nnr", k.split("=")[1], v) for k, v in r.get("nnr", {}).items()]
@@ -235,8 +237,9 @@ def markdown(results: list[dict]) -> str:
         for coder, t, v in rows:
             e, d = v["encode"], v["decode"]
             lines.append(f"| {r['model']} | {n / 1e6:.2f} M | {coder} | {t} | {v['bytes']:,} | "
-                         f"{100 * v['bytes'] / r['float32_bytes']:.2f} | {e['seconds']:.2f} | "
-                         f"{d['seconds']:.2f} | {n / e['seconds'] / 1e6:.2f} | "
+                         f"{100 * v['bytes'] / r['float32_bytes']:.2f} | {e['seconds']:.2f} "
+                         f"({e.get('cpu_seconds', float('nan')):.2f}) | {d['seconds']:.2f} "
+                         f"({d.get('cpu_seconds', float('nan')):.2f}) | {n / e['seconds'] / 1e6:.2f} | "
                          f"{n / d['seconds'] / 1e6:.2f} | {e['peak_rss_mb']:.0f} / "
                          f"{d['peak_rss_mb']:.0f} |")
         for coder, v in r.get("generic", {}).items():
