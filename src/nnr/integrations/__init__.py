@@ -1,0 +1,1 @@
+"""Integrations of nnr with other frameworks, each behind its own extra (``nnr[flower]``)."""
