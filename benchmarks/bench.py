@@ -127,8 +127,9 @@ elif mode == "encode_file":
 else:
     from nnr.streaming import decode_file
     c0 = time.process_time(); t = time.perf_counter(); decode_file(src, dst, threads=threads); s = time.perf_counter() - t; extra = {{}}
-ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps(dict(seconds=s, cpu_seconds=time.process_time() - c0, peak_rss_mb=ru.ru_maxrss / 1024, **extra)))
+# VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the parent's peak across fork + exec
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps(dict(seconds=s, cpu_seconds=time.process_time() - c0, peak_rss_mb=int(hwm) / 1024, **extra)))
 """
 
 

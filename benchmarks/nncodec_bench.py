@@ -7,7 +7,6 @@ Drives NNCodec's numpy-only core the way its ``nnc.compress`` does for a dict of
 order 0, qp_density 2, nonweight_qp -75, param_opt on); imports nothing from nnr.
 """
 import json
-import resource
 import sys
 import time
 
@@ -61,7 +60,10 @@ def main():
         c0, t0 = time.process_time(), time.perf_counter()
         decode(data)
         result = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the parent's peak across fork + exec
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:")).split()[1]
+    result["peak_rss_mb"] = int(hwm) / 1024
     print(json.dumps(result))
 
 
