@@ -27,7 +27,7 @@ using F32Array = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device:
 // rows, cols, scan_order, dq, has_qp, qp_bits, profile, parent_node_id_present, num_gtx,
 // codebook_size, codebook_zero_offset, legacy_v03, tca_base, hdsp_hist, init_estimate_limit,
 // entry point deltas [(delta, offset, dq_state)], threads
-using EpTuple = std::tuple<uint64_t, uint32_t, uint32_t>;
+using EpTuple = std::tuple<int64_t, uint32_t, uint32_t>;  // signed: a hostile delta can be < 0
 using ParamTuple = std::tuple<uint32_t, uint32_t, int, bool, bool, int, int, bool, uint32_t, uint32_t, uint32_t, bool,
                               std::optional<I32Array>, std::optional<U8Array>, uint64_t, std::vector<EpTuple>, int>;
 
@@ -46,8 +46,11 @@ nnr::TensorParams to_params(const ParamTuple& t) {
   p.codebook_zero_offset = std::get<10>(t);
   p.legacy_v03 = std::get<11>(t);
   p.init_estimate_limit = std::get<14>(t);
-  for (const auto& e : std::get<15>(t))
-    p.entry_point_deltas.push_back({std::get<0>(e), std::get<1>(e), std::get<2>(e)});
+  for (const auto& e : std::get<15>(t)) {
+    if (std::get<0>(e) < 0)
+      throw nnr::Error(nnr::ErrorKind::NonConforming, "an entry point lies before the previous one");
+    p.entry_point_deltas.push_back({uint64_t(std::get<0>(e)), std::get<1>(e), std::get<2>(e)});
+  }
   p.threads = std::max(1, std::get<16>(t));
   const auto& base = std::get<12>(t);
   const auto& hist = std::get<13>(t);

@@ -6,7 +6,10 @@
 //                          u8 cabac_unary_length_minus1, u16 codebook_size,
 //                          u16 codebook_zero_offset
 //                          flags: bit 0 dq, 1 has_qp, 2 profile 1, 3 parent_node_id_present,
-//                                 4 legacy_v03, 5 TCA base present, 6 HDSP history present
+//                                 4 legacy_v03, 5 TCA base present, 6 HDSP history present,
+//                                 7 entry points follow: parallel block-row decoding
+//   per tensor with flag 7 u8 count, then count x (u32 bit offset delta, u8 cabac_offset,
+//                          u8 dq_state); decoded with 2 threads
 //   the rest               the NDU payload (one CABAC stream)
 //
 // Out-of-range parameters (scan_order 5.., qp_bits 0 or > 32, zero offset outside the
@@ -27,7 +30,7 @@
 
 namespace {
 
-constexpr uint64_t kMaxElements = uint64_t(1) << 11;
+constexpr uint64_t kMaxElements = uint64_t(1) << 9;
 constexpr size_t kParamBytes = 16;
 
 uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
@@ -44,7 +47,7 @@ uint32_t next(uint32_t& s) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const size_t n = 1 + (data[0] & 7);
-  const size_t header = 1 + n * kParamBytes;
+  size_t header = 1 + n * kParamBytes;
   if (size < header) return 0;
   std::vector<nnr::TensorParams> params(n);
   std::vector<std::vector<int32_t>> bases(n), outs(n);
@@ -81,6 +84,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       p.hdsp_hist = hists[i].data();
     }
     outs[i].resize(elements);
+    if (flags & 128) {  // signalled entry points (as the NDU header carries them)
+      if (size < header + 1) return 0;
+      const size_t count = data[header++];
+      if (size < header + 6 * count) return 0;
+      for (size_t j = 0; j < count; ++j, header += 6)
+        p.entry_point_deltas.push_back({le32(data + header), data[header + 4], data[header + 5]});
+      p.threads = 2;
+    }
   }
   // The payload in its own exactly sized heap block, so that ASan sees any read past it.
   const size_t payload_size = size - header;

@@ -6,7 +6,7 @@ decoder derives from the NDU header (rows, cols, scan order, DQ, qp width, profi
 legacy flavour; TCA / HDSP flags when the NDU uses them). Incremental sequences are walked in
 order with one decoder state, so that update NDUs get the parameters they were coded with.
 
-    python cpp/fuzz/make_seeds.py OUT_DIR [--vectors tests/vectors] [--max-bytes 768]
+    python cpp/fuzz/make_seeds.py OUT_DIR [--vectors tests/vectors] [--max-bytes 512]
 
 Needs nnr importable (PYTHONPATH=src with a built _core).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_ELEMENTS = 1 << 11          # kMaxElements of the fuzz target
+MAX_ELEMENTS = 1 << 9           # kMaxElements of the fuzz target
 PARAM = struct.Struct("<IIBBBBHH")
 
 
@@ -34,16 +34,24 @@ def _flags(spec, tca: bool, hdsp: bool) -> int:
 
 
 def encode_params(specs, payload: bytes) -> bytes:
-    """The fuzz target's input for ``specs`` (a list of nnr.entropy.TensorSpec) and a payload."""
+    """The fuzz target's input for ``specs`` (a list of nnr.entropy.TensorSpec) and a payload;
+    a spec's ``entry_point_deltas`` (delta, offset, dq_state) are passed on (flag 7)."""
     if not 1 <= len(specs) <= 8:
         raise ValueError("the fuzz target takes 1..8 tensors")
     out = bytearray([len(specs) - 1])
+    eps = bytearray()
     for s in specs:
-        out += PARAM.pack(s.rows, s.cols, _flags(s, s.tca_base is not None,
-                                                 s.hdsp_history is not None),
-                          s.scan_order, 6 + s.qp_density, s.cabac_unary_length - 1,
-                          s.codebook_size, s.codebook_zero_offset)
-    return bytes(out) + bytes(payload)
+        deltas = list(getattr(s, "entry_point_deltas", []) or [])[:255]
+        flags = _flags(s, s.tca_base is not None, s.hdsp_history is not None)
+        out += PARAM.pack(s.rows, s.cols, flags | (128 if deltas else 0), s.scan_order,
+                          6 + s.qp_density, s.cabac_unary_length - 1, s.codebook_size,
+                          s.codebook_zero_offset)
+        if deltas:
+            eps += bytes([len(deltas)])
+            for d, o, q in deltas:
+                eps += struct.pack("<IBB", d & 0xFFFFFFFF, o, q)
+    # the entry points follow the parameters of all tensors
+    return bytes(out) + bytes(eps) + bytes(payload)
 
 
 def _sequences(vectors: Path) -> list[list[Path]]:
@@ -111,14 +119,30 @@ def ndu_payloads(streams: list[bytes]) -> Iterator[tuple[list, bytes]]:
                     specs = _specs(unit, ctx)
                 except ValueError:
                     continue
+                _entry_points(specs, list(unit.header.cabac_entry_point_list))
                 yield specs, bytes(data[unit.payload_start:unit.payload_end])
+
+
+def _block_rows(spec) -> int:
+    scan = spec.scan_order if spec.rows > 1 and spec.cols > 1 else 0
+    return -(-spec.rows // (4 << scan)) if scan else 0
+
+
+def _entry_points(specs: list, coded: list) -> None:
+    """The header's entry points, split over the block-scanned tensors in payload order."""
+    i = 0
+    for spec in specs:
+        n = max(_block_rows(spec) - 1, 0)
+        spec.entry_point_deltas = [(e.bit_offset_delta, e.cabac_offset, e.dq_state)
+                                   for e in coded[i:i + n]]
+        i += n
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--vectors", type=Path, default=REPO / "tests" / "vectors")
-    ap.add_argument("--max-bytes", type=int, default=768)
+    ap.add_argument("--max-bytes", type=int, default=512)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -137,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 # the first rows only: the payload's prefix still decodes, then ends wrongly
                 s0 = specs[0]
                 s0.rows = max(1, MAX_ELEMENTS // max(s0.cols, 1))
+                s0.entry_point_deltas = s0.entry_point_deltas[:max(_block_rows(s0) - 1, 0)]
                 if s0.tca_base is not None:
                     s0.tca_base = np.zeros(s0.size, np.int32)
                 if s0.hdsp_history is not None:

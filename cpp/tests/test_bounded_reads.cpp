@@ -239,11 +239,79 @@ void one_entry_codebook() {
   CHECK(!o.threw && o.out == k);
 }
 
+// Parallel block-row decoding from the signalled entry points: the same levels as the
+// sequential decoder; a wrong entry point where a chunk starts is an error, never a crash.
+void parallel_block_rows() {
+  std::mt19937 rng(77);
+  Case c;
+  c.name = "parallel";
+  c.p.rows = 200;
+  c.p.cols = 40;
+  c.p.scan_order = 1;
+  c.p.dq = true;
+  std::vector<uint8_t> no_skip;
+  const auto k = levels(c, rng, &no_skip);
+  std::vector<nnr::TensorSide> enc_side(1);
+  const auto bytes = nnr::encode_payload({c.p}, {k.data()}, enc_side, true);
+  check::GuardedBuffer buf(bytes);
+  std::vector<int32_t> seq(c.p.size());
+  std::vector<nnr::TensorSide> side;
+  CHECK(nnr::decode_payload(buf.data(), buf.size(), {c.p}, {seq.data()}, side) == bytes.size());
+  CHECK(seq == k);
+  const auto& eps = side[0].entry_points;
+  CHECK(eps.size() + 1 == c.p.block_rows());
+  std::vector<nnr::EntryPointState> deltas;
+  uint64_t prev = side[0].level_start_bit;
+  for (const auto& e : eps) {
+    deltas.push_back({e.bit_position - prev, e.cabac_offset, e.dq_state});
+    prev = e.bit_position;
+  }
+  auto run = [&](const std::vector<nnr::EntryPointState>& d, int threads) {
+    nnr::TensorParams p = c.p;
+    p.entry_point_deltas = d;
+    p.threads = threads;
+    return run_decode(buf.data(), buf.size(), p);
+  };
+  for (int threads : {2, 3, 4, 8, 64}) {
+    const Outcome o = run(deltas, threads);
+    CHECK(!o.threw && o.used == bytes.size() && o.out == k);
+  }
+  // chunk starts for 4 threads over 25 block rows: rows 6, 12, 18 (entry points 5, 11, 17)
+  for (size_t j : {size_t(5), size_t(11), size_t(17)}) {
+    for (int field = 0; field < 3; ++field) {
+      auto bad = deltas;
+      if (field == 0) bad[j].bit_position += 1;
+      if (field == 1) bad[j].cabac_offset ^= 1;
+      if (field == 2) bad[j].dq_state ^= 1;
+      const Outcome o = run(bad, 4);
+      CHECK(o.threw);
+    }
+  }
+  // far outside the payload, at its very end, and random values: errors, no stray reads
+  for (uint64_t far : {uint64_t(1) << 40, uint64_t(8) * bytes.size(), ~uint64_t(0) - 4}) {
+    auto bad = deltas;
+    bad[11].bit_position = far;
+    const Outcome o = run(bad, 4);
+    CHECK(o.threw);
+  }
+  for (int t = 0; t < 200; ++t) {
+    auto bad = deltas;
+    for (auto& d : bad) {
+      if (rng() % 4 == 0) d.bit_position = rng() % (8 * bytes.size() + 64);
+      if (rng() % 8 == 0) d.cabac_offset = rng() % 300;
+      if (rng() % 8 == 0) d.dq_state = rng() % 9;
+    }
+    const Outcome o = run(bad, 2 + int(rng() % 6));
+    CHECK(o.threw || o.used <= bytes.size());
+  }
+}
+
 }  // namespace
 
 int main() {
   truncation_and_corruption();
   parameter_checks();
   one_entry_codebook();
+  parallel_block_rows();
   return check::result("test_bounded_reads");
 }

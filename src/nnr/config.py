@@ -31,6 +31,10 @@ class EncodeConfig:
     under 0.02 % in size on MiniLM and EfficientNet-Lite0 and saves most of the pass).
     ``raw_float`` (True, or tensor names) stores float tensors losslessly as float32 in
     NNR_PT_RAW_FLOAT units instead of quantizing them.
+    ``low_rank`` (a tolerance, or ``{weight: tolerance}``) codes each weight whose low-rank
+    decomposition within that relative Frobenius error saves parameters as G and H (DC tool;
+    :mod:`nnr.reduction.lowrank`). ``performance_maps`` (an
+    :class:`nnr.reduction.PerformanceMaps`) is written into the MPS.
     """
 
     qp: int = -38
@@ -54,6 +58,8 @@ class EncodeConfig:
     parent_id: str = "counter"
     parent: bytes | Mapping[str, bytes] | None = None
     raw_float: bool | Collection[str] = False
+    low_rank: float | Mapping[str, float] | None = None
+    performance_maps: Any = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.qp_density <= 7:
@@ -91,6 +97,7 @@ class EncodeConfig:
                 raise ConfigError(f"block of {weight!r}: batch-norm needs all of "
                                   "bn.beta, bn.gamma, bn.mean, bn.var")
         self._check_raw_float()
+        self._check_reduction()
         if (self.differences or self.tca or self.hdsp) and self.profile == 0:
             raise ConfigError("differences, tca and hdsp are edition-2 tools: they need profile 1")
         if self.parent_id not in ("counter", "sha256"):
@@ -114,6 +121,33 @@ class EncodeConfig:
         in_blocks = set(self.blocks) | {n for m in self.blocks.values() for n in m.values()}
         if self.raw_float is True or in_blocks & set(self.raw_float):
             raise ConfigError("raw_float tensors cannot be coded in blocks")
+
+    def _check_reduction(self) -> None:
+        """``low_rank``: relative Frobenius tolerances in [0, 1) (one for every weight, or per
+        weight name); ``performance_maps``: an :class:`nnr.reduction.PerformanceMaps`."""
+        lr = self.low_rank
+        if lr is not None:
+            values = list(lr.values()) if isinstance(lr, Mapping) else [lr]
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+                    raise ConfigError(f"low_rank tolerances must be numbers in [0, 1), got {v!r}")
+            if self.differences:
+                raise ConfigError("low_rank (decomposition) cannot code differential updates")
+            if self.raw_float is True or (isinstance(lr, Mapping) and self.raw_float
+                                          and set(lr) & set(self.raw_float)):
+                raise ConfigError("raw_float tensors cannot be decomposed (low_rank)")
+        if self.performance_maps is not None:
+            from nnr.reduction.perfmaps import PerformanceMaps
+            if not isinstance(self.performance_maps, PerformanceMaps):
+                raise ConfigError("performance_maps must be an nnr.reduction.PerformanceMaps")
+            self.performance_maps.check()
+
+    def low_rank_for(self, name: str) -> float | None:
+        """The decomposition tolerance of weight ``name`` (None: not decomposed)."""
+        if isinstance(self.low_rank, Mapping):
+            value = self.low_rank.get(name)
+            return None if value is None else float(value)
+        return None if self.low_rank is None else float(self.low_rank)
 
     def is_raw_float(self, name: str) -> bool:
         """Whether float tensor ``name`` is stored as NNR_PT_RAW_FLOAT (lossless float32)."""

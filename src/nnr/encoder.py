@@ -339,10 +339,13 @@ def _stream_writer(cfg: EncodeConfig, topology: Topology | None) -> StreamWriter
     topology = topology or Topology()
     sw = StreamWriter()
     sw.add(NnrUnitType.STR, StartUnitHeader(general_profile_idc=cfg.profile))
-    sw.add(NnrUnitType.MPS, None, ModelParameterSet(
+    mps = ModelParameterSet(
         topology_carriage_flag=1, mps_quantization_method_flags=int(QuantizationMethodFlags.QSU),
         mps_qp_density=cfg.qp_density, mps_quantization_parameter=0,
-        mps_parent_signalling_enabled_flag=int(cfg.differences and cfg.profile == 1)))
+        mps_parent_signalling_enabled_flag=int(cfg.differences and cfg.profile == 1))
+    if cfg.performance_maps is not None:
+        cfg.performance_maps.apply(mps, cfg.profile)
+    sw.add(NnrUnitType.MPS, None, mps)
     sw.add(NnrUnitType.TPL, TopologyUnitHeader(topology.storage_format,
                                                topology.compression_format),
            TopologyPayload(topology_data=bytes(topology.data)))
@@ -464,6 +467,109 @@ def _update_state(state: EncoderState, cfg: EncodeConfig, node: _Node,
         del state.nodes[next(iter(state.nodes))]
 
 
+def _check_low_rank(cfg: EncodeConfig, arrays: Mapping[str, np.ndarray],
+                    state: EncoderState | None) -> None:
+    """Decomposition (DC) is for plain models: named weights must exist, be float with two
+    or more dimensions, and leave the names ``<w>_G`` / ``<w>_H`` free."""
+    if state is not None:
+        raise ConfigError("low_rank (decomposition) cannot be used in an incremental sequence")
+    names = list(cfg.low_rank) if isinstance(cfg.low_rank, Mapping) else []
+    present = set(iter(arrays))         # names only: a lazy source stays unread
+    for name in names:
+        if name not in present:
+            raise ConfigError(f"low_rank: no tensor named {name!r}")
+    for name in names or present:
+        if name + "_G" in present or name + "_H" in present:
+            raise ConfigError(f"low_rank: {name!r} cannot be decomposed, a tensor "
+                              f"{name + '_G'!r} or {name + '_H'!r} exists")
+    for name in names:
+        arr = arrays[name]
+        if arr.dtype != np.float32 or arr.ndim < 2:
+            raise ConfigError(f"low_rank: {name!r} must be a float tensor with two or more "
+                              "dimensions")
+
+
+def _dc_header(hdr: CompressedDataUnitHeader, lr: Any) -> None:
+    """DC signalling: the DC bit, the rank, G's rows and the weight's dimensions."""
+    hdr.compressed_parameter_types = int(hdr.compressed_parameter_types | CPT.DC)
+    hdr.decomposition_rank = lr.rank
+    hdr.g_number_of_rows = int(lr.g.shape[0])
+    hdr.tensor_dimensions = list(lr.shape)
+
+
+def _dc_config(cfg: EncodeConfig, weight: str, lr: Any, block: bool) -> EncodeConfig:
+    """G and H take the weight's qp (or their own from qp_per_tensor). scan_order is 0 when G
+    or H is a single row or column (the NDU's scan order applies to both), and for separate
+    G / H NDUs when their block-row counts differ: NNCodec 2.1.3 parses the entry points of
+    both NDUs with H's count (its G/H flag is set after the header is read)."""
+    qps = dict(cfg.qp_per_tensor or {})
+    qp = cfg.qp_for(weight, len(lr.shape))
+    for part in (weight + "_G", weight + "_H"):
+        qps.setdefault(part, qp)
+    scan = cfg.scan_order
+    shapes = (lr.g.shape, lr.h.shape)
+    if any(r < 2 or c < 2 for r, c in shapes):
+        scan = 0
+    elif not block and scan:
+        shift = 2 + scan
+        if ((shapes[0][0] + (1 << shift) - 1) >> shift) != ((shapes[1][0] + (1 << shift) - 1)
+                                                             >> shift):
+            scan = 0
+    return dataclasses.replace(cfg, qp_per_tensor=qps, scan_order=scan)
+
+
+def _encode_decomposed(weight: str, members: Mapping[str, str],
+                       arrays: Mapping[str, np.ndarray], node: _Node, cfg: EncodeConfig,
+                       tol: float) -> tuple[list[_Coded], dict[str, np.ndarray]] | None:
+    """Code ``weight`` as its low-rank factors G, H if that saves parameters (else None):
+    two NDUs ``<w>_G`` then ``<w>_H``, or G and H inside the weight's BLOCK unit."""
+    from nnr.reduction.lowrank import low_rank
+    arr = arrays[weight]
+    if arr.dtype != np.float32 or arr.ndim < 2:
+        return None
+    lr = low_rank(arr, tol)
+    if lr is None:
+        return None
+    dcfg = _dc_config(cfg, weight, lr, bool(members))
+    if members:
+        return _encode_dc_block(weight, members, arrays, node, dcfg, lr)
+    coded, levels = [], {}
+    for name, part in ((weight + "_G", lr.g), (weight + "_H", lr.h)):
+        c, lv = _encode_one(name, np.ascontiguousarray(part), node, dcfg)
+        _dc_header(c.header, lr)
+        coded.append(c)
+        levels.update(lv)
+    return coded, levels
+
+
+def _encode_dc_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
+                     node: _Node, cfg: EncodeConfig, lr: Any
+                     ) -> tuple[list[_Coded], dict[str, np.ndarray]]:
+    """A BLOCK NDU whose weight is G and H (payload: LS, BI, BN..., G, H; header ids: G, H,
+    LS, BN..., BI)."""
+    parts = []
+    for role in _BLOCK_PAYLOAD_ORDER:
+        if role in members:
+            name = members[role]
+            a = arrays[name]
+            k, qp = _quantize_with_fallback(a, a.shape[0], 1, cfg.qp_for(name, 1), cfg)
+            parts.append(_Part(k, a.shape, qp, name=name))
+    for name, part in ((weight + "_G", lr.g), (weight + "_H", lr.h)):
+        k, qp = _quantize_with_fallback(part, part.shape[0], part.shape[1],
+                                        cfg.qp_for(name, 2), cfg)
+        parts.append(_Part(k, part.shape, qp, name=name))
+    cpt = (CPT.LS if "weight.ls" in members else 0) | (CPT.BI if "bias" in members else 0) \
+        | (CPT.BN if "bn.beta" in members else 0)
+    hdr = _base_header(weight, lr.shape, node, cfg, PayloadType.BLOCK)
+    hdr.topology_elem_id = None
+    hdr.topology_elem_id_list = [weight + "_G", weight + "_H"] + [
+        members[r] for r in _BLOCK_HEADER_ORDER if r in members]
+    hdr.compressed_parameter_types = int(cpt)
+    _dc_header(hdr, lr)
+    coded = _code_parts(parts, cfg, hdr, dq=cfg.dq, has_qp=True, node=node)
+    return [coded], {p.name: p.k for p in parts}
+
+
 def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderState | None = None,
                topology: Topology | None = None) -> Iterator[bytes]:
     """Encode ``tensors`` (a mapping whose values may be loaded lazily) and yield the stream's
@@ -475,6 +581,8 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         raise ConfigError("incremental coding (a state) needs profile 1")
     arrays = _Prepared(tensors)
     owner = _check_blocks(cfg, arrays)
+    if cfg.low_rank is not None:
+        _check_low_rank(cfg, arrays, state)
     names = list(arrays)
     nodes = _nodes(names, cfg, state, owner)
     sw = _stream_writer(cfg, topology)
@@ -483,6 +591,11 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
     def job(name: str):
         members = (cfg.blocks or {}).get(name)
         node = nodes[name]
+        tol = cfg.low_rank_for(name) if cfg.low_rank is not None else None
+        if tol is not None:
+            decomposed = _encode_decomposed(name, members or {}, arrays, node, cfg, tol)
+            if decomposed is not None:
+                return decomposed
         if members:
             return _encode_block(name, members, arrays, _fit(node, arrays, [name, *members.values()]),
                                  cfg)
@@ -490,6 +603,9 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
 
     def emit(name: str, result) -> bytes:
         coded, levels = result
+        if isinstance(coded, list):     # a decomposed weight: G and H NDUs, or one BLOCK NDU
+            return b"".join(write_unit(NnrUnitType.NDU, c.header, c.payload, ctx=sw.ctx)
+                            for c in coded)
         if cfg.differences and levels and not any(np.any(k) for k in levels.values()):
             return b""          # an all-zero update: no NDU ("no change")
         if state is not None:

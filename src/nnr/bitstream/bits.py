@@ -258,7 +258,10 @@ class BitWriter:
             raise ConfigError(f"st(v) needs a str, got {type(s).__name__}")
         if self._nbits:
             raise ConfigError("st(v) must start byte aligned")
-        raw = s.encode("utf-8", "strict")
+        try:
+            raw = s.encode("utf-8", "strict")
+        except UnicodeEncodeError as exc:   # lone surrogates
+            raise ConfigError(f"st(v) cannot hold {s!r}: {exc.reason}") from None
         if b"\0" in raw:
             raise ConfigError("st(v) cannot hold a NUL character")
         self._buf += raw + b"\0"

@@ -34,6 +34,7 @@ from nnr.errors import (
     TruncatedBitstreamError,
     UnsupportedFeatureError,
 )
+from nnr.limits import check_dims, check_ndu, ndu_tensors
 
 __all__ = [
     "StreamContext",
@@ -68,6 +69,10 @@ class StreamContext:
     dims_hint: DimsHint = None
     #: A non-BLOCK DC NDU holding G was the last DC NDU (the next one holds H).
     dc_g_pending: bool = False
+    #: The decoder's nnr.DecodeLimits, enforced by the NDU parser (None: the defaults).
+    limits: Any = None
+    #: Elements declared so far in tensors coded almost for free (see nnr.limits).
+    sparse_elements: int = 0
 
     def update(self, unit_type: int, header: Any, payload: Any) -> None:
         """Take in a unit that was just read or written."""
@@ -117,6 +122,8 @@ class ParsedUnit:
     payload_start: int | None = None       # NDU only
     payload_end: int | None = None         # NDU only
     dims: list[int] | None = None          # NDU: tensor dimensions (coded or out of band)
+    #: Non-BLOCK NDU with decomposition: "G" or "H", as the header was read (entry points).
+    decomposed_type: str | None = None
     children: list["ParsedUnit"] = field(default_factory=list)   # AGG only
 
     @property
@@ -235,12 +242,21 @@ class _Parser:
         unit.header_end = unit.payload_start = r.byte_position
         unit.payload_end = unit.end
         unit.dims = hdr.resolved_dimensions(self.ctx.dims_hint)
+        if (hdr.compressed_parameter_types & CompressedParameterTypes.DC
+                and hdr.nnr_compressed_data_unit_payload_type != PayloadType.BLOCK):
+            unit.decomposed_type = hdr.decomposed_type(self.ctx)   # before ctx.update()
+        check_dims(unit.dims)
         if hdr.nnr_compressed_data_unit_payload_type == PayloadType.RAW_FLOAT:
             need = 4 * prod(unit.dims)
             if unit.payload_end - unit.payload_start != need:
                 raise NonConformingBitstreamError(
                     f"RAW_FLOAT payload has {unit.payload_end - unit.payload_start} bytes, "
                     f"the dimensions {unit.dims} need {need}", offset=unit.payload_start)
+        elif hdr.uses_cabac:
+            # before anything is allocated: can the payload code what the header declares?
+            tensors = ndu_tensors(hdr, unit.dims, self.ctx.general_profile_idc)
+            self.ctx.sparse_elements = check_ndu(tensors, unit.payload_end - unit.payload_start,
+                                                 self.ctx.limits, self.ctx.sparse_elements)
 
 
 def iter_units(data: BytesLike, ctx: StreamContext | None = None) -> Iterator[ParsedUnit]:
