@@ -19,7 +19,7 @@ from nnr.bitstream.stream import (ParsedUnit, StreamContext, iter_file_units, it
 from nnr.config import DecodeLimits
 from nnr.entropy import EntryPoint, TensorCoding, TensorSpec, decode_payload
 from nnr.errors import BitstreamError, NonConformingBitstreamError, ResourceLimitError
-from nnr.quantization import dequantize, dequantize_codebook
+from nnr.quantization import dequantize, dequantize_codebook, step_size
 
 __all__ = ["DecoderState", "DecodedTensor", "decode_units", "decode_file_units",
            "decode_recomposed"]
@@ -114,6 +114,8 @@ def _dc_dims(hdr, dims: list[int]) -> tuple[list[int], list[int]]:
 def _elements(unit: ParsedUnit, ctx: StreamContext) -> list[_Element]:
     hdr = unit.header
     dims = list(unit.dims)
+    if not dims:
+        raise NonConformingBitstreamError("an NDU with no tensor dimensions")
     if hdr.payload_type == PayloadType.BLOCK:
         return _block_elements(hdr, dims)
     name = str(hdr.topology_elem_ids[0])
@@ -223,6 +225,12 @@ def _reconstruct(e: _Element, k: np.ndarray, coding: TensorCoding, unit: ParsedU
     base_qp = ctx.lps.lps_quantization_parameter if ctx.lps is not None and \
         ctx.lps.lps_quantization_parameter is not None else ctx.mps.mps_quantization_parameter
     qp = coding.qp + (base_qp or 0)
+    try:
+        step = float(step_size(qp, spec.qp_density))
+    except OverflowError:
+        step = float("inf")
+    if not 0.0 < step < float("inf"):
+        raise NonConformingBitstreamError(f"qp {qp} gives no float32 step size for {e.name!r}")
     if e.codebook is not None:
         cb = e.codebook
         return dequantize_codebook(k, np.asarray(cb.codebook), cb.cb_zero_offset, qp,
@@ -331,9 +339,9 @@ def decode_units(data, *, state: DecoderState | None = None, legacy: bool | None
     yielded with no tensors. ``legacy`` selects the NNCodec 0.3.x payload flavour; by default
     it is used for profile-0 streams and the 2.x flavour for profile 1.
     """
-    ctx = StreamContext()
-    source = ((unit, data, 0) for unit in iter_units(data, ctx))
-    yield from _decode_source(source, ctx, state, legacy, limits, threads, names)
+    ctx = StreamContext(limits=limits)
+    yield from _decode_source(_flatten(iter_units(data, ctx), data), ctx, state, legacy, limits,
+                              threads, names)
 
 
 def decode_file_units(f: BinaryIO, *, state: DecoderState | None = None,
@@ -342,9 +350,23 @@ def decode_file_units(f: BinaryIO, *, state: DecoderState | None = None,
                       ) -> Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]:
     """Like :func:`decode_units`, reading units one at a time from a binary file (memory
     holds only the units in flight and their tensors)."""
-    ctx = StreamContext()
-    yield from _decode_source(iter_file_units(f, ctx), ctx, state, legacy, limits, threads,
-                              names)
+    ctx = StreamContext(limits=limits)
+    units = ((child, data, base) for unit, data, base in iter_file_units(f, ctx)
+             for child in _expanded(unit))
+    yield from _decode_source(units, ctx, state, legacy, limits, threads, names)
+
+
+def _expanded(unit: ParsedUnit) -> list[ParsedUnit]:
+    """An NNR_AGG unit stands for the units it aggregates (decoded in place, in order)."""
+    if unit.unit_type == NnrUnitType.AGG:
+        return [unit] + list(unit.children)
+    return [unit]
+
+
+def _flatten(units, data):
+    for unit in units:
+        for child in _expanded(unit):
+            yield child, data, 0
 
 
 def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, names):

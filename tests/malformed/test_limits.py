@@ -131,8 +131,6 @@ def test_decode_limits_still_apply() -> None:
         nnr.decode(data, limits=nnr.DecodeLimits(max_total_elements=100))
 
 
-@pytest.mark.xfail(strict=True, reason="decoder.decode_units / decode_file_units do not pass "
-                                       "`limits` on to the parser yet: StreamContext(limits=...)")
 def test_decode_hands_its_limits_to_the_parser() -> None:
     const = nnr.encode({"c": np.full((512, 512), 0.5, np.float32)}, codebook="on", threads=1)
     with pytest.raises(ResourceLimitError, match="max_sparse_elements"):

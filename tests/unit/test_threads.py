@@ -143,8 +143,6 @@ except (MemoryError, RuntimeError, nnr.NnrError) as exc:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-@pytest.mark.xfail(strict=True, reason="tensor_coder.cpp decode_parallel: a failed std::thread "
-                                       "start unwinds past joinable threads: std::terminate")
 def test_decoding_survives_when_no_thread_can_be_started() -> None:
     """Parallel block-row decoding when the system refuses new threads: the same result (or
     a typed error), never an aborted process."""

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <system_error>
 #include <limits>
 #include <thread>
 
@@ -238,8 +239,14 @@ class TensorDecoder {
       }
     };
     std::vector<std::thread> pool;
-    for (uint32_t c = 1; c < chunks; ++c) pool.emplace_back(work, c);
+    uint32_t started = 1;
+    try {
+      for (; started < chunks; ++started) pool.emplace_back(work, started);
+    } catch (const std::system_error&) {
+      // no thread to be had: the chunks not started run here, one after the other
+    }
     work(0);
+    for (uint32_t c = started; c < chunks; ++c) work(c);
     for (auto& t : pool) t.join();
     for (auto& e : errors)
       if (e) std::rethrow_exception(e);

@@ -48,8 +48,24 @@ def load(path: str | os.PathLike[str], **_: Any) -> Model:
         raise ConfigError(f"cannot read '{path}' as .npz: {exc}") from None
 
 
+def _member(name: str) -> str:
+    """The archive member of a tensor: np.load reads it back under ``name``; names that would
+    leave the archive root are refused."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith("/") or ".." in parts or not name:
+        raise ConfigError(f"tensor name {name!r} is not a safe .npz member name")
+    return name + ".npy"
+
+
 def save(model: Model, path: str | os.PathLike[str] | io.IOBase, **_: Any) -> None:
-    np.savez(path, **from_tensors(model))
+    """Write an .npz entry by entry (np.savez would take names such as 'file' or
+    'allow_pickle' as its own arguments)."""
+    tensors = from_tensors(model)
+    members = {name: _member(name) for name in tensors}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in tensors.items():
+            with zf.open(members[name], "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(arr), allow_pickle=False)
 
 
 def topology_for(model: Model, inline: list[str]) -> Topology | None:
