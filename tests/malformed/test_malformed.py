@@ -264,11 +264,6 @@ def test_aggregate_units_are_decoded_or_refused() -> None:
 
 
 # --- hostile tensor names through `nnr decode` ----------------------------------------------------
-_NPZ_NAMES = pytest.mark.xfail(strict=True, reason="adapters/numpy.py writes .npz with "
-                               "np.savez(path, **tensors): 'file' collides, 'allow_pickle' is "
-                               "swallowed, '../' and '/' names become archive paths")
-
-
 @pytest.mark.parametrize("name", [
     *(f"names_{tag}.nnr" for tag in ("dotdot", "abs", "file", "allow_pickle")),
     "names_empty.nnr"])
