@@ -21,6 +21,8 @@ from nnr.decoder import decode_recomposed  # noqa: E402
 from nnr.reduction import postprocess  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+#: Tool name of control series (drawn dotted in every panel).
+CONTROL = "control: fine-tuning without a tool"
 
 
 class Results:
@@ -88,7 +90,8 @@ def plot(model: str, metric: str, *, log_y: bool = False, higher_is_better: bool
     import matplotlib.pyplot as plt
     data = json.loads((RESULTS / f"reduction_{model}.json").read_text())
     series = data["series"]
-    tools = [t for t in dict.fromkeys(s["tool"] for s in series.values()) if t != "quantization"]
+    tools = [t for t in dict.fromkeys(s["tool"] for s in series.values())
+             if t not in ("quantization", CONTROL)]
     cols = 3
     rows = max(1, -(-len(tools) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
@@ -97,8 +100,11 @@ def plot(model: str, metric: str, *, log_y: bool = False, higher_is_better: bool
         for b in base:
             _line(ax, b, metric, "k", "quantization only", lw=2)
         for key, s in series.items():
+            if s["tool"] == CONTROL:
+                _line(ax, s, metric, "0.6", key.replace(":", " "), lw=1, ls=":")
+        for key, s in series.items():
             if s["tool"] == tool:
-                _line(ax, s, metric, None, key.split(":", 1)[-1])
+                _line(ax, s, metric, None, key.replace(":", " "))
         ax.set_title(tool)
         ax.set_xlabel("stream bytes")
         ax.set_ylabel(metric)
@@ -116,10 +122,10 @@ def plot(model: str, metric: str, *, log_y: bool = False, higher_is_better: bool
     return out
 
 
-def _line(ax, s, metric, color, label, lw=1.2):
+def _line(ax, s, metric, color, label, lw=1.2, ls="-"):
     pts = sorted(s["points"], key=lambda p: p["bytes"])
     if not pts:
         return
     x = [p["bytes"] for p in pts]
     y = [max(p["metrics"][metric], 1e-7) for p in pts]
-    ax.plot(x, y, marker="o", ms=3, color=color, lw=lw, label=label)
+    ax.plot(x, y, marker="o", ms=3, color=color, lw=lw, ls=ls, label=label)

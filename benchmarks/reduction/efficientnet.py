@@ -20,9 +20,10 @@ import numpy as np
 
 from common import Results, log, plot, point  # noqa: E402 (also sets sys.path)
 from benchmarks.eval import efficientnet_lite0 as en  # noqa: E402
-from nnr.reduction import (BatchNorm, ChannelGroup, Slice, add_local_scaling, decompose,  # noqa: E402
-                           find_batch_norms, fold_batch_norm, magnitude_sparsify, micro_prune,
-                           postprocess, prune_channels, sparsity, unify)
+from nnr.reduction import (  # noqa: E402
+    BatchNorm, ChannelGroup, Slice, add_local_scaling, decompose, find_batch_norms,
+    fold_batch_norm, magnitude_sparsify, micro_prune, postprocess, prune_channels, sparsity,
+    unify)
 
 MODEL = "efficientnet_lite0"
 QPS = [-22, -26, -30, -34, -38]
@@ -146,9 +147,42 @@ def run_lowrank(res, t, ev):
                    curve(t, ev, TOOL_QPS, low_rank=tol), info)
 
 
+def pointwise(t) -> list[str]:
+    """The 1 x 1 convolutions and the classifier: 4.2 M of the 4.7 M parameters. The stem and
+    the depthwise convolutions (9 weights per channel) break under every data-free tool."""
+    return [n for n, a in t.items() if (a.ndim == 4 and a.shape[2:] == (1, 1)) or a.ndim == 2]
+
+
+def run_pointwise(res, t, ev):
+    names = pointwise(t)
+    n_params = int(sum(t[n].size for n in names))
+    for r in (0.3, 0.5):
+        s = magnitude_sparsify(t, r, names=names)
+        res.series(f"magnitude 1x1+fc:{r}", "sparsification (magnitude)", {"ratio": r,
+                   "tensors": "1x1 convs + fc"}, curve(s, ev, TOOL_QPS),
+                   {"sparsity_all_weights": sparsity(s), "parameters_touched": n_params})
+    for r in (0.2, 0.4):
+        p, _ = micro_prune(t, r, names=names)
+        res.series(f"micro-pruning 1x1+fc:{r}", "micro-structured pruning (2x2xk, magnitude)",
+                   {"ratio": r, "tensors": "1x1 convs + fc"}, curve(p, ev, TOOL_QPS))
+    for r in (0.3, 0.6):
+        u, _ = unify(t, r, names=names)
+        res.series(f"unification 1x1+fc:{r}", "unification (2x2xk, magnitude)",
+                   {"ratio": r, "tensors": "1x1 convs + fc"}, curve(u, ev, TOOL_QPS))
+    for tol in (0.05, 0.1, 0.2):
+        tols = {n: tol for n in names}
+        coded, done = decompose(t, tols)
+        info = {"decomposed": len(done),
+                "parameters_after": int(sum(a.size for a in coded.values()))}
+        log(f"low rank 1x1+fc {tol}: {info}")
+        res.series(f"low rank 1x1+fc:{tol}", "low-rank decomposition (DC)",
+                   {"tolerance": tol, "tensors": "1x1 convs + fc"},
+                   curve(t, ev, TOOL_QPS, low_rank=tols), info)
+
+
 TOOLS = {"quantization": run_quantization, "bnf": run_bnf, "ls": run_ls,
          "sparsify": run_sparsify, "prune": run_prune, "micro": run_micro, "unify": run_unify,
-         "lowrank": run_lowrank}
+         "lowrank": run_lowrank, "pointwise": run_pointwise}
 
 
 def main(argv: list[str]) -> int:

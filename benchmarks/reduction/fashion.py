@@ -3,7 +3,8 @@ on the 10k test images, each tool at several settings combined with quantization
 quantization alone. Fine-tuning uses the 60k training images (mini-batches of 128, fixed seed).
 
     nice -n 10 python benchmarks/reduction/fashion.py [tool ...]     # default: all
-    tools: quantization bnf ls lsa sparsify closs prune micro unify lowrank
+    tools: quantization finetune bnf ls lsa sparsify sparsify_fc1 closs closs_global prune
+           micro unify lowrank
 
 Writes benchmarks/results/reduction_fashion_cnn.json (series merged in) and the PNG.
 """
@@ -16,11 +17,10 @@ import numpy as np
 
 from common import Results, log, plot, point  # noqa: E402 (also sets sys.path)
 from benchmarks.eval import fashion_cnn as fc  # noqa: E402
-from nnr.reduction import (BatchNorm, ChannelGroup, FineTune, Slice, add_local_scaling,  # noqa: E402,E501
-                           fine_tune_structured, fisher_diagonal,
-                           fold_batch_norm, magnitude_sparsify, micro_prune, postprocess,
-                           prune, PrunePlan, sparsify, SparsifyPlan, sparsity,
-                           tune_local_scaling, unify)
+from nnr.reduction import (  # noqa: E402
+    BatchNorm, ChannelGroup, FineTune, PrunePlan, Slice, SparsifyPlan, add_local_scaling,
+    fine_tune_structured, fisher_diagonal, fold_batch_norm, magnitude_sparsify, micro_prune,
+    postprocess, prune, sparsify, sparsity, tune_local_scaling, unify)
 
 MODEL = "fashion_cnn"
 QPS = [-14, -18, -22, -26, -30, -34]
@@ -77,7 +77,18 @@ def curve(tensors, evaluate, qps, **kw) -> list[dict]:
 
 
 def run_quantization(res, t, ev, loss_fn):
-    res.series("quantization", "quantization", {"dq": True}, curve(t, ev, QPS))
+    res.series("quantization", "quantization", {"dq": True},
+               curve(t, ev, list(range(-12, -36, -2))))
+
+
+def run_finetune(res, t, ev, loss_fn):
+    """Control: the same fine-tuning as the tools' recovery, without any tool."""
+    from nnr.reduction.finetune import fine_tune
+    from nnr.reduction.sparsify import default_trainable
+    for steps in (150, 300):
+        tuned, _ = fine_tune(t, loss_fn, default_trainable(t), FineTune(steps=steps, lr=2e-4))
+        res.series(f"fine-tuned only:{steps} steps", "control: fine-tuning without a tool",
+                   {"steps": steps, "lr": 2e-4, "batch": 64}, curve(tuned, ev, TOOL_QPS))
 
 
 def run_bnf(res, t, ev, loss_fn):
@@ -152,6 +163,20 @@ def run_closs(res, t, ev, loss_fn):
                     "loss_last": rep.loss[-5:]})
 
 
+def run_closs_global(res, t, ev, loss_fn):
+    for r in (0.7, 0.85, 0.9):
+        s, rep = sparsify(t, loss_fn, SparsifyPlan(r, multiple=0.2, scope="global",
+                                                   finetune=FineTune(steps=300, lr=5e-4),
+                                                   recover=RECOVER))
+        log(f"closs global {r}: per-tensor sparsity "
+            f"{ {n: round(float(np.mean(s[n] == 0)), 3) for n in s if s[n].ndim > 1} }")
+        res.series(f"compressibility loss, global:{r}",
+                   "sparsification (compressibility loss + FT)",
+                   {"ratio": r, "multiple": 0.2, "scope": "global", "steps": 300,
+                    "recover_steps": RECOVER.steps, "batch": 64}, curve(s, ev, TOOL_QPS),
+                   {"sparsity": rep.sparsity})
+
+
 def run_prune(res, t, ev, loss_fn):
     for crit in ("diffusion", "l1"):
         for r in (0.25, 0.5, 0.75):
@@ -204,9 +229,10 @@ def run_lowrank(res, t, ev, loss_fn):
                    {"tolerance": tol}, curve(t, ev, TOOL_QPS, low_rank=tol), {"ranks": ranks})
 
 
-TOOLS = {"quantization": run_quantization, "bnf": run_bnf, "ls": run_ls, "lsa": run_lsa,
-         "sparsify": run_sparsify, "sparsify_fc1": run_sparsify_fc1, "closs": run_closs, "prune": run_prune,
-         "micro": run_micro, "unify": run_unify, "lowrank": run_lowrank}
+TOOLS = {"quantization": run_quantization, "finetune": run_finetune, "bnf": run_bnf,
+         "ls": run_ls, "lsa": run_lsa, "sparsify": run_sparsify,
+         "sparsify_fc1": run_sparsify_fc1, "closs": run_closs, "closs_global": run_closs_global,
+         "prune": run_prune, "micro": run_micro, "unify": run_unify, "lowrank": run_lowrank}
 
 
 def main(argv: list[str]) -> int:
