@@ -18,7 +18,9 @@ def supported() -> str:
     return ", ".join(extensions() + ["an NNEF folder"])
 
 
-def input_format(path: str, fmt: str | None) -> str:
+def _format(path: str, fmt: str | None, failure: str) -> str:
+    """The adapter for ``path``: ``--format``, standard input as .npz, else the file suffix;
+    ``failure`` begins the error message ("cannot read '...': unsupported tensor file type")."""
     if fmt:
         return fmt
     if path == STDIO:
@@ -26,24 +28,17 @@ def input_format(path: str, fmt: str | None) -> str:
     found = format_of_path(path)
     if found is None:
         suffix = Path(path).suffix.lower()
-        raise CliError(f"cannot read '{path}': unsupported tensor file type "
-                       f"'{suffix or '(none)'}' (supported: {supported()}; or name it with "
-                       "--format)")
+        raise CliError(f"{failure} '{suffix or '(none)'}' (supported: {supported()}; or name it "
+                       "with --format)")
     return found
+
+
+def input_format(path: str, fmt: str | None) -> str:
+    return _format(path, fmt, f"cannot read '{path}': unsupported tensor file type")
 
 
 def output_format(path: str, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    if path == STDIO:
-        return "numpy"
-    found = format_of_path(path)
-    if found is None:
-        suffix = Path(path).suffix.lower()
-        raise CliError(f"cannot write '{path}': unsupported model file type "
-                       f"'{suffix or '(none)'}' (supported: {supported()}; or name it with "
-                       "--format)")
-    return found
+    return _format(path, fmt, f"cannot write '{path}': unsupported model file type")
 
 
 def read_model(path: str, fmt: str) -> Model:
