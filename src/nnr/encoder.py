@@ -358,9 +358,10 @@ _BLOCK_PAYLOAD_ORDER = ("weight.ls", "bias", "bn.beta", "bn.gamma", "bn.mean", "
 _BLOCK_HEADER_ORDER = ("weight.ls", "bn.beta", "bn.gamma", "bn.mean", "bn.var", "bias")
 
 
-def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
-                  node: _Node, cfg: EncodeConfig) -> tuple[_Coded, dict[str, np.ndarray]]:
-    w = arrays[weight]
+def _member_parts(members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
+                  cfg: EncodeConfig) -> list[_Part]:
+    """The 1-D tensors of a BLOCK NDU (local scaling, bias, batch-norm), quantized, in payload
+    order; the weight (or G and H) follows them."""
     parts = []
     for role in _BLOCK_PAYLOAD_ORDER:
         if role in members:
@@ -368,6 +369,13 @@ def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, 
             arr = arrays[name]
             k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, cfg.qp_for(name, 1), cfg)
             parts.append(_Part(k, arr.shape, qp, name=name))
+    return parts
+
+
+def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
+                  node: _Node, cfg: EncodeConfig) -> tuple[_Coded, dict[str, np.ndarray]]:
+    w = arrays[weight]
+    parts = _member_parts(members, arrays, cfg)
     rows, cols = _rows_cols(w.shape)
     k, qp = _quantize_with_fallback(w, rows, cols, cfg.qp_for(weight, w.ndim), cfg)
     parts.append(_Part(k, w.shape, qp, name=weight))
@@ -547,13 +555,7 @@ def _encode_dc_block(weight: str, members: Mapping[str, str], arrays: Mapping[st
                      ) -> tuple[list[_Coded], dict[str, np.ndarray]]:
     """A BLOCK NDU whose weight is G and H (payload: LS, BI, BN..., G, H; header ids: G, H,
     LS, BN..., BI)."""
-    parts = []
-    for role in _BLOCK_PAYLOAD_ORDER:
-        if role in members:
-            name = members[role]
-            a = arrays[name]
-            k, qp = _quantize_with_fallback(a, a.shape[0], 1, cfg.qp_for(name, 1), cfg)
-            parts.append(_Part(k, a.shape, qp, name=name))
+    parts = _member_parts(members, arrays, cfg)
     for name, part in ((weight + "_G", lr.g), (weight + "_H", lr.h)):
         k, qp = _quantize_with_fallback(part, part.shape[0], part.shape[1],
                                         cfg.qp_for(name, 2), cfg)
