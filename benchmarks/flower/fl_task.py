@@ -141,13 +141,16 @@ def local_train(model, x: np.ndarray, y: np.ndarray, task: Task, seed: tuple[int
     opt = torch.optim.SGD(model.parameters(), lr=task.lr)
     model.train()
     losses = []
-    for _ in range(task.local_steps):
-        idx = rng.choice(len(y), size=min(task.batch, len(y)), replace=False)
-        opt.zero_grad()
-        loss = F.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    # Training must not depend on the caller's grad mode (an evaluation run in the same
+    # process may have switched autograd off globally).
+    with torch.enable_grad():
+        for _ in range(task.local_steps):
+            idx = rng.choice(len(y), size=min(task.batch, len(y)), replace=False)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
     return float(np.mean(losses))
 
 
