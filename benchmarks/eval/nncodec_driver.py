@@ -5,6 +5,7 @@ imports nothing from nnr. It calls NNCodec's public ``nnc.compress`` / ``nnc.dec
 their defaults except where a job says otherwise, so "NNCodec's defaults" are exactly NNCodec's.
 
     python nncodec_driver.py JOBS.json RESULTS.jsonl
+    python nncodec_driver.py decode STREAM OUT.npz     # NNCodec decodes another codec's stream
 
 JOBS.json: ``{"npz": tensors.npz, "jobs": [{"id": str, "qp": int, "dq": bool,
 "codebook_mode": 0|1|2, "opt_qp": bool, "nonweight_qp": int|null, "qp_density": int,
@@ -75,6 +76,14 @@ def run_job(params: dict, job: dict) -> dict:
 def main(argv: list[str]) -> int:
     if argv == ["version"]:
         print(importlib.metadata.version("nncodec"))
+        return 0
+    if argv and argv[0] == "decode":                # decode <stream> <out.npz>: a check that
+        _, stream_path, out_path = argv             # NNCodec reads another codec's stream
+        with open(stream_path, "rb") as f:
+            data = bytearray(f.read())
+        with contextlib.redirect_stdout(io.StringIO()):
+            decoded = decompress(data)
+        np.savez(out_path, **{str(k): np.asarray(v) for k, v in decoded.items()})
         return 0
     jobs_path, results_path = argv
     spec = json.load(open(jobs_path))

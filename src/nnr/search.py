@@ -1,21 +1,22 @@
 """Target-driven encoding: the smallest stream that keeps a task metric, or that fits a size.
 
 The stream is a sequence of independent NDUs, one per tensor, so a candidate setting is judged
-without coding the whole model again: each (tensor, qp) pair is quantized and coded once, its
-NDU size and its reconstruction are cached, and a candidate's size is the sum of its tensors'
-NDU sizes. The user's ``evaluate`` function gets the reconstructed tensors (exactly what the
-decoder returns) and returns a number (higher is better, e.g. accuracy; pass
-``higher_is_better=False`` for a loss).
+without coding the whole model again: each (tensor, qp) pair is coded once, its NDU size and
+its decoded reconstruction are cached, and a candidate's size is the sum of its tensors' NDU
+sizes. The user's function gets the reconstructed tensors (exactly what the decoder returns).
 
-Search (``encode_for_metric``):
+* ``encode_for_metric(tensors, evaluate, max_drop=...)``: ``evaluate`` returns a number
+  (higher is better, e.g. accuracy; ``higher_is_better=False`` for a loss); an optional
+  ``distortion`` function (e.g. KL divergence of the outputs) sharpens the sensitivities.
+* ``encode_for_acceptance(tensors, judge)``: ``judge`` returns ``(acceptable, distortion)``,
+  for targets that are more than one number ("top-1 unchanged and agreement >= 99 %").
+* ``encode_for_size(tensors, max_bytes)``: the finest global qp that fits.
 
-1. coarse: the coarsest global qp (bisection) whose metric is within ``max_drop`` of the
-   uncompressed model's;
-2. fine: per tensor, largest coded size first (the sensitivity order is measured: the metric
-   change per byte saved when that tensor alone is coarsened), raise its qp in steps of one
-   octave, then half an octave, as long as the metric stays within the tolerance.
-
-``encode_for_size`` bisects the global qp for the finest setting that fits ``max_bytes``.
+The metric searches allocate one qp per weight tensor by rate-distortion optimisation against
+a measured sensitivity model (see :func:`_search`): a global-qp bisection, one probe per tensor
+(that tensor alone coarsened), a Lagrangian allocation over the measured rate and error tables
+with the multiplier bisected on the user's verdict, then greedy single-tensor refinements. The
+result is the smallest accepted stream seen, so never larger than the best global qp.
 """
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ import numpy as np
 from nnr.config import EncodeConfig
 from nnr.encoder import prepare_tensor
 from nnr.errors import ConfigError
-from nnr.quantization import dequantize, qp_range, quantize
+from nnr.quantization import qp_range
 
-__all__ = ["SearchResult", "MetricTarget", "SizeTarget", "encode_for_metric", "encode_for_size",
-           "encode_for_target"]
+__all__ = ["SearchResult", "MetricTarget", "SizeTarget", "encode_for_metric",
+           "encode_for_acceptance", "encode_for_size", "encode_for_target"]
 
 Evaluate = Callable[[dict[str, np.ndarray]], float]
 _HEADER_BYTES = 18  # STR + MPS + TPL units of a stream without topology
@@ -69,16 +70,20 @@ class _Coder:
         return self._cache[key]
 
     def _code_float(self, name: str, arr: np.ndarray, qp: int) -> tuple[int, np.ndarray]:
-        from nnr.encoder import _quantize_with_fallback, _rows_cols
-        rows, cols = _rows_cols(arr.shape)
-        k, used = _quantize_with_fallback(arr, rows, cols, qp, self.cfg)
-        size = len(_encode({name: arr}, self.cfg, qp_per_tensor={name: used})) - _HEADER_BYTES
-        return size, dequantize(k, used, self.cfg.qp_density).reshape(arr.shape)
+        from nnr.codec import decode
+        data = _encode({name: arr}, self.cfg, qp_per_tensor={name: qp})
+        return len(data) - _HEADER_BYTES, decode(data)[name]
 
-    def assemble(self, qps: Mapping[str, int]) -> tuple[int, dict[str, np.ndarray]]:
+    def assemble(self, qps: Mapping[str, int | None]) -> tuple[int, dict[str, np.ndarray]]:
+        """Bytes and reconstruction of the stream with these qps; a qp of None stands for the
+        original tensor (a sensitivity probe: its size is not counted)."""
         total, rec = _HEADER_BYTES, {}
         for name in self.tensors:
-            size, values = self.code(name, qps.get(name, 0))
+            q = qps.get(name, 0)
+            if q is None:
+                rec[name] = self.tensors[name]
+                continue
+            size, values = self.code(name, q)
             total += size
             rec[name] = values
         return total, rec
@@ -127,56 +132,218 @@ def encode_for_size(tensors: Mapping[str, Any], max_bytes: int,
     return SearchResult(data, qps, None, None, 0, log)
 
 
+Judge = Callable[[dict[str, np.ndarray]], "tuple[bool, float]"]
+
+
 def encode_for_metric(tensors: Mapping[str, Any], evaluate: Evaluate, *, max_drop: float,
                       relative: bool = False, higher_is_better: bool = True,
-                      config: EncodeConfig | None = None, max_evaluations: int = 60,
+                      distortion: Callable[[dict[str, np.ndarray]], float] | None = None,
+                      config: EncodeConfig | None = None, max_evaluations: int | None = None,
                       qp_bounds: tuple[int, int] = (-60, -8), **options: Any) -> SearchResult:
     """The smallest stream whose metric is within ``max_drop`` of the original's (an absolute
-    difference, or a fraction of the original with ``relative=True``)."""
+    difference, or a fraction of the original with ``relative=True``).
+
+    ``distortion(tensors) -> float`` (optional, >= 0, 0 for the original weights, e.g. the KL
+    divergence of the model's outputs from the original outputs) is a finer signal than a
+    thresholded metric; the search uses it to measure how sensitive each tensor is. Without
+    it the metric's own change serves."""
     cfg = EncodeConfig.from_options(config, **options)
     _check_cfg(cfg)
-    coder = _Coder(tensors, cfg)
     sign = 1.0 if higher_is_better else -1.0
-    base = float(evaluate(dict(coder.tensors)))
+    originals = {n: prepare_tensor(n, v) for n, v in tensors.items()}
+    base = float(evaluate(dict(originals)))
     tol = abs(base) * max_drop if relative else max_drop
-    state = {"evals": 1}
-    log: list[dict[str, Any]] = [{"step": "original", "metric": base}]
+    last: dict[str, float] = {}
 
-    def ok(qps: Mapping[str, int], step: str) -> tuple[bool, int, float]:
-        size, rec = coder.assemble(qps)
+    def judge(rec: dict[str, np.ndarray]) -> tuple[bool, float]:
         value = float(evaluate(rec))
-        state["evals"] += 1
-        good = sign * (base - value) <= tol
-        log.append({"step": step, "bytes": size, "metric": value, "ok": good})
-        return good, size, value
+        last["metric"] = value
+        drop = sign * (base - value)
+        d = float(distortion(rec)) if distortion is not None else max(drop, 0.0)
+        return drop <= tol, d
 
-    lo_b, hi_b = max(qp_bounds[0], qp_range(cfg.qp_density)[0]), min(qp_bounds[1],
-                                                                      qp_range(cfg.qp_density)[1])
-    good, _, value = ok(_global(coder, lo_b), f"global qp {lo_b}")
-    if not good:
-        raise ConfigError(f"even qp {lo_b} loses more than the tolerance "
-                          f"({value} vs {base}); use a finer qp_bounds")
-    lo, hi = lo_b, hi_b         # lo: known good
-    while hi - lo > 1 and state["evals"] < max_evaluations:
-        mid = (lo + hi + 1) // 2
-        if ok(_global(coder, mid), f"global qp {mid}")[0]:
+    res = _search(originals, judge, cfg, max_evaluations, qp_bounds,
+                  metric_of=lambda: last.get("metric"))
+    res.baseline_metric = base
+    res.evaluations += 1
+    res.log.insert(0, {"step": "original", "metric": base})
+    return res
+
+
+def encode_for_acceptance(tensors: Mapping[str, Any], judge: Judge, *,
+                          config: EncodeConfig | None = None,
+                          max_evaluations: int | None = None,
+                          qp_bounds: tuple[int, int] = (-60, -8),
+                          **options: Any) -> SearchResult:
+    """The smallest stream that ``judge`` accepts. ``judge(tensors) -> (acceptable,
+    distortion)`` evaluates reconstructed weights (exactly what the decoder returns):
+    whether the model still meets its target, and a continuous distortion (>= 0, 0 for the
+    original weights, e.g. KL divergence of the outputs) that measures tensor sensitivity.
+    Use it when acceptance is more than one number (e.g. "top-1 unchanged and agreement
+    >= 99 %")."""
+    cfg = EncodeConfig.from_options(config, **options)
+    _check_cfg(cfg)
+    originals = {n: prepare_tensor(n, v) for n, v in tensors.items()}
+    return _search(originals, judge, cfg, max_evaluations, qp_bounds)
+
+
+def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
+            max_evaluations: int | None, qp_bounds: tuple[int, int],
+            metric_of: Callable[[], float | None] = lambda: None) -> SearchResult:
+    """Sensitivity-guided per-tensor qp allocation.
+
+    1. global: bisection for the coarsest global weight qp ``g`` that ``judge`` accepts;
+    2. tables: every searched tensor (the float tensors of two or more dimensions; 1-D tensors
+       keep their non-weight qp) coded at each qp of ``g - 6 .. g + 14``: NDU bytes R_i(q) and
+       squared reconstruction error E_i(q);
+    3. sensitivity: tensor i alone coarsened (to g + 6, or g + 12 if that shows nothing), the
+       others original: s_i = distortion / E_i, so that the model's distortion is predicted
+       as sum_i s_i E_i(q_i) (additive noise model);
+    4. allocation: for a multiplier lambda each tensor takes argmin_q R_i(q) + lambda s_i E_i(q);
+       bisection on log(lambda) for the smallest lambda that ``judge`` accepts;
+    5. refinement: with the evaluations left, single tensors are coarsened one qp step, most
+       bytes saved per predicted distortion first, kept when still accepted.
+
+    The result is the smallest accepted allocation seen, never larger than the best global qp.
+    """
+    coder = _Coder(originals, cfg)
+    lo_q, hi_q = qp_range(cfg.qp_density)
+    lo_b, hi_b = max(qp_bounds[0], lo_q), min(qp_bounds[1], hi_q)
+    searched = [n for n in coder.floats if coder.tensors[n].ndim > 1 and coder.tensors[n].size]
+    fixed = {n: cfg.qp_for(n, coder.tensors[n].ndim) for n in coder.floats if n not in searched}
+    budget = max_evaluations if max_evaluations is not None else len(searched) + 40
+    log: list[dict[str, Any]] = []
+    state = {"evals": 0}
+    seen: dict[tuple, tuple[bool, float, int]] = {}
+    best: dict[str, Any] = {"size": None, "qps": None, "metric": None}
+
+    def key(qps: Mapping[str, int]) -> tuple:
+        return tuple(qps[n] for n in searched)
+
+    def run(qps: Mapping[str, int], step: str, record: bool = True) -> tuple[bool, float, int]:
+        k = key(qps)
+        if k in seen:
+            return seen[k]
+        size, rec = coder.assemble(qps)
+        good, dist = judge(rec)
+        state["evals"] += 1
+        metric = metric_of()
+        entry = {"step": step, "bytes": size, "distortion": dist, "ok": bool(good)}
+        if metric is not None:
+            entry["metric"] = metric
+        log.append(entry)
+        seen[k] = (bool(good), float(dist), size)
+        if record and good and (best["size"] is None or size < best["size"]):
+            best.update(size=size, qps=dict(qps), metric=metric)
+        return seen[k]
+
+    def uniform(qp: int) -> dict[str, int]:
+        return {**fixed, **{n: qp for n in searched}}
+
+    def left() -> int:
+        return budget - state["evals"]
+
+    # 1. global qp
+    if not run(uniform(lo_b), f"global qp {lo_b}")[0]:
+        raise ConfigError(f"even qp {lo_b} loses more than the tolerance; use a finer qp_bounds")
+    lo, hi = lo_b, hi_b + 1          # lo: accepted; hi: rejected (or beyond the bounds)
+    while hi - lo > 1 and left() > 0:
+        mid = (lo + hi) // 2
+        if run(uniform(mid), f"global qp {mid}")[0]:
             lo = mid
         else:
             hi = mid
-    qps = _global(coder, lo)
-    _, best_size, best_value = ok(qps, f"best global qp {lo}")
-    step = 1 << cfg.qp_density
-    order = sorted(coder.floats, key=lambda n: -coder.code(n, qps[n])[0])
-    for name in order:
-        for delta in (2 * step, step, step // 2):
-            while state["evals"] < max_evaluations and qps[name] + delta <= hi_b:
-                trial = dict(qps, **{name: qps[name] + delta})
-                good, size, value = ok(trial, f"{name} qp {trial[name]}")
-                if not good or size >= best_size:
-                    break
-                qps, best_size, best_value = trial, size, value
+    g = lo
+    if not searched or left() <= 0:
+        return _finish(coder, cfg, best, state, log)
+
+    # 2. rate and error tables
+    grid = list(range(max(lo_b, g - 6), min(hi_b, g + 14) + 1))
+    rate: dict[str, np.ndarray] = {}
+    err: dict[str, np.ndarray] = {}
+    for n in searched:
+        r, e = [], []
+        orig = coder.tensors[n].astype(np.float64)
+        for q in grid:
+            size, values = coder.code(n, q)
+            r.append(size)
+            e.append(float(np.sum((values.astype(np.float64) - orig) ** 2)))
+        rate[n], err[n] = np.array(r, np.float64), np.array(e, np.float64)
+
+    # 3. sensitivities
+    sens: dict[str, float] = {}
+    for n in sorted(searched, key=lambda n: -rate[n][grid.index(g)]):
+        for off in (6, 12):
+            q = min(g + off, grid[-1])
+            if left() <= 0:
+                break
+            probe = dict(_originals_qps(searched, fixed), **{n: q})
+            _, dist, _ = run(probe, f"probe {n} qp {q}", record=False)
+            e = err[n][grid.index(q)]
+            if dist > 0 and e > 0:
+                sens[n] = dist / e
+                break
+    positive = [v for v in sens.values() if v > 0]
+    floor = (min(positive) * 0.1) if positive else 1.0
+    s = {n: sens.get(n, floor) for n in searched}
+
+    # 4. lambda allocation
+    def allocate(log_lam: float) -> dict[str, int]:
+        lam = float(np.exp(log_lam))
+        qps = dict(fixed)
+        for n in searched:
+            qps[n] = grid[int(np.argmin(rate[n] + lam * s[n] * err[n]))]
+        return qps
+
+    gi = grid.index(g)
+    pred = sum(s[n] * err[n][gi] for n in searched)
+    size_g = sum(rate[n][gi] for n in searched)
+    centre = float(np.log(size_g / pred)) if pred > 0 else 0.0
+    lo_l, hi_l = centre - 16.0, centre + 16.0   # hi_l: accepted (finest grid qps) presumably
+    for _ in range(14):
+        if left() <= 0:
+            break
+        mid = 0.5 * (lo_l + hi_l)
+        qps = allocate(mid)
+        if run(qps, f"lambda e^{mid:.2f}")[0]:
+            hi_l = mid
+        else:
+            lo_l = mid
+
+    # 5. refinement around the best allocation: passes over single-tensor coarsenings
+    def moves(cur: Mapping[str, int]) -> list[str]:
+        out = []
+        for n in searched:
+            i = grid.index(cur[n])
+            if i + 1 < len(grid) and (rate[n][i] - rate[n][i + 1]) > 0:
+                cost = s[n] * (err[n][i + 1] - err[n][i])
+                out.append(((rate[n][i] - rate[n][i + 1]) / max(cost, 1e-300), n))
+        return [n for _, n in sorted(out, reverse=True)]
+
+    while best["qps"] is not None and left() > 0:
+        cur, improved = dict(best["qps"]), False
+        for n in moves(cur):
+            if left() <= 0:
+                break
+            before = best["size"]
+            trial = dict(cur, **{n: grid[grid.index(cur[n]) + 1]})
+            good, _, size = run(trial, f"{n} qp {trial[n]}")
+            if good and size < before:
+                cur, improved = trial, True
+        if not improved:
+            break
+    return _finish(coder, cfg, best, state, log)
+
+
+def _originals_qps(searched, fixed) -> dict[str, int | None]:
+    return {**fixed, **{n: None for n in searched}}
+
+
+def _finish(coder: "_Coder", cfg: EncodeConfig, best: dict, state: dict, log: list
+            ) -> SearchResult:
+    qps = {n: q for n, q in best["qps"].items() if q is not None}
     data = _encode(coder.tensors, cfg, qp_per_tensor=qps)
-    return SearchResult(data, qps, best_value, base, state["evals"], log)
+    return SearchResult(data, qps, best["metric"], None, state["evals"], log)
 
 
 @dataclass(frozen=True)

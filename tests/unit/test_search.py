@@ -49,3 +49,64 @@ def test_size_target_fits_and_is_the_finest_that_fits():
     assert len(finer) > budget
     with pytest.raises(ConfigError, match="coarsest"):
         nnr.encode_for_size(w, 50)
+
+
+def _sensitive_net(seed=2):
+    """Two layers of the same size whose error matters very differently: the first is
+    followed by a 1/20 output scale, the second is not."""
+    rng = np.random.default_rng(seed)
+    w = {"a.weight": rng.standard_normal((64, 64)).astype(np.float32) * 0.2,
+         "b.weight": rng.standard_normal((64, 64)).astype(np.float32) * 0.2}
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+
+    def out(t):
+        return 0.05 * np.tanh(x @ t["a.weight"].T) + np.tanh(x @ t["b.weight"].T)
+
+    ref = out(w)
+
+    def judge(t):
+        err = float(np.mean((out(t) - ref) ** 2))
+        return err <= 2e-4, err
+    return w, judge
+
+
+def test_acceptance_search_spends_bits_where_they_matter():
+    w, judge = _sensitive_net()
+    calls = []
+
+    def counting(t):
+        calls.append(1)
+        return judge(t)
+    res = nnr.encode_for_acceptance(w, counting, max_evaluations=40)
+    assert res.evaluations == len(calls) <= 40
+    ok, _ = judge(nnr.decode(res.data))
+    assert ok                                               # checked on the decoded stream
+    # the insensitive layer is coded much more coarsely than the sensitive one
+    assert res.qp_per_tensor["a.weight"] >= res.qp_per_tensor["b.weight"] + 8
+    globals_ok = [e["bytes"] for e in res.log if e["step"].startswith("global qp") and e["ok"]]
+    assert len(res.data) < 0.85 * min(globals_ok)           # clearly below the best global qp
+    # every logged step is a real evaluation, and the search is deterministic
+    assert len(res.log) == res.evaluations
+    assert nnr.encode_for_acceptance(w, judge, max_evaluations=40).data == res.data
+
+
+def test_metric_search_with_a_distortion_function():
+    w, evaluate = _net(3)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 64)).astype(np.float32)
+
+    def logits(t):
+        return np.maximum(x @ t["l1.weight"].T + t["l1.bias"], 0) @ t["l2.weight"].T
+
+    ref = logits(w)
+    res = nnr.encode_for_metric(w, evaluate, max_drop=0.02,
+                                distortion=lambda t: float(np.mean((logits(t) - ref) ** 2)))
+    assert evaluate(nnr.decode(res.data)) >= 0.98
+    assert any(e["step"].startswith("probe") for e in res.log)
+    assert any(e["step"].startswith("lambda") for e in res.log)
+
+
+def test_search_rejects_a_target_that_even_the_finest_qp_misses():
+    w, _ = _net()
+    with pytest.raises(ConfigError, match="finer qp_bounds"):
+        nnr.encode_for_acceptance(w, lambda t: (False, 1.0))

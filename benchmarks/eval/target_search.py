@@ -1,0 +1,196 @@
+"""Smallest stream at equal accuracy: nnr's sensitivity-guided search vs NNCodec's best qp.
+
+    nice -n 10 python benchmarks/eval/target_search.py                   # all models
+    python benchmarks/eval/target_search.py --models fashion_cnn --out /tmp/ts
+
+For every model of ``benchmarks.eval``, in one run:
+
+* NNCodec 2.1.3 (its own environment, ``nncodec_driver.py``) codes the float32 weights at a
+  fine sweep of global qps (step 1, qp_density 2, around where the model's tolerance is
+  crossed; DQ on and off; and with its per-tensor ``opt_qp`` heuristic); each stream is
+  decoded by NNCodec and evaluated; NNCodec's best is the smallest stream the model's tolerance
+  accepts;
+* nnr runs :func:`nnr.encode_for_acceptance` with the model's own acceptance test and a
+  continuous distortion (KL divergence of the class probabilities from the uncompressed model's
+  for the classifiers, 1 - mean cosine similarity of the embeddings for MiniLM) that measures
+  each tensor's sensitivity; DQ on, codebook off, qp_density 2, 1-D tensors at qp -75;
+* nnr's chosen stream is decoded again by nnr *and by NNCodec*, both decodings compared value
+  by value, and evaluated once more.
+
+Results: ``OUT/search_<model>.json`` (both codecs' points, the search log, per-tensor qps) and
+``OUT/search_summary.md`` (nnr / NNCodec-best ratio per model). Run under ``nice`` on a shared
+machine; the figures are bytes and metrics, so load does not change them.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import eval as models  # noqa: E402
+from benchmarks.eval import rd_curves as rd  # noqa: E402
+
+#: NNCodec's fine sweep per model (DQ on, DQ off): step 1 around the qps where rd_curves.py
+#: saw its tolerance crossed (benchmarks/results/rd_summary.md), so its best is found to one
+#: qp step (a factor 2^(1/4) in step size).
+NNCODEC_SWEEP = {
+    "fashion_cnn": {"dq": [-27, -28, -29, -30], "nodq": [-24, -25, -26],
+                    "opt_qp": [-30, -31, -32, -33, -34, -35, -36]},
+    "efficientnet_lite0": {"dq": [-35, -36, -37, -38, -39], "nodq": [],
+                           "opt_qp": [-36, -38, -39, -40, -41, -42, -44]},
+    "minilm_l6": {"dq": [-30, -31, -32], "nodq": [], "opt_qp": [-31, -32, -33, -34]},
+}
+
+
+def distortion_of(name: str, m: dict) -> float:
+    return float(m["kl"]) if "kl" in m else float(1.0 - m["cos"])
+
+
+def run_model(name: str, args, peer, vers) -> dict:
+    import nnr
+    t_start = time.perf_counter()
+    tensors, evaluate = models.load(name)
+    tensors = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
+    f32 = rd.float32_bytes(tensors)
+    rd.log(f"{name}: {len(tensors)} tensors, reference {evaluate.reference}")
+    points = []
+
+    # NNCodec: fine sweep, its defaults otherwise, and opt_qp at the DQ qps
+    sweep = NNCODEC_SWEEP[name]
+    if peer is not None:
+        pts = [(q, True) for q in sweep["dq"]] + [(q, False) for q in sweep["nodq"]]
+        extra = [("NNCodec opt_qp dq=on", {"qp": q, "dq": True, "opt_qp": True})
+                 for q in sweep["opt_qp"]]
+        with tempfile.TemporaryDirectory(prefix=f"ts_{name}_") as wd:
+            points += rd.run_nncodec(peer, tensors, evaluate, pts, f32, Path(wd), extra)
+
+    # nnr: the search
+    evaluations = []
+
+    def judge(rec):
+        m = evaluate(rec)
+        ok = evaluate.accept(m)
+        evaluations.append({"metrics": m, "accepted": ok})
+        return ok, distortion_of(name, m)
+
+    settings = {"dq": True, "codebook": "off", "qp_density": 2, "nonweight_qp": None,
+                "scan_order": 0}
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = nnr.encode_for_acceptance(tensors, judge, max_evaluations=args.max_evaluations,
+                                    **settings)
+    t1, c1 = time.perf_counter(), time.process_time()
+    decoded = nnr.decode(res.data)
+    m = evaluate(decoded)
+    rd.log(f"  nnr search: {len(res.data):,d} B after {res.evaluations} evaluations "
+           f"({t1 - t0:.0f} s): {rd.fmt_metrics(m)}{'  ok' if evaluate.accept(m) else '  REJECTED'}")
+    cross = None
+    if peer is not None:
+        with tempfile.TemporaryDirectory(prefix=f"ts_{name}_x_") as wd:
+            sp, op = Path(wd) / "nnr.nnr", Path(wd) / "dec.npz"
+            sp.write_bytes(res.data)
+            proc = subprocess.run([str(peer), str(rd.DRIVER), "decode", str(sp), str(op)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                cross = {"ok": False, "error": proc.stderr.strip()[-400:]}
+            else:
+                with np.load(op) as z:
+                    same = all(np.array_equal(np.asarray(z[k], np.float32),
+                                              np.asarray(decoded[k], np.float32))
+                               for k in decoded) and set(z.files) == set(decoded)
+                cross = {"ok": bool(same)}
+        rd.log(f"  NNCodec decodes nnr's stream to the same values: {cross}")
+    points.append(rd.point_record(
+        "nnr", "nnr search (per-tensor qp)", {**settings, "qp_per_tensor": res.qp_per_tensor},
+        len(res.data), f32, {"encode_s": t1 - t0, "encode_cpu_s": c1 - c0}, {}, m,
+        evaluate.accept(m), evaluations=res.evaluations, nncodec_decodes_identically=cross))
+
+    result = {
+        "model": name, "title": models.module(name).TITLE, "float32_bytes": f32,
+        "reference": evaluate.reference, "tolerance": evaluate.tolerance,
+        "versions": vers, "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - t_start, "points": points,
+        "search_log": res.log,
+    }
+    best = {c: rd.smallest_accepted(points, c) for c in ("nnr", "nncodec")}
+    result["best"] = {c: (None if p is None else {"bytes": p["bytes"], "series": p["series"],
+                                                  "settings": p["settings"]})
+                      for c, p in best.items()}
+    if best["nnr"] and best["nncodec"]:
+        result["ratio"] = best["nnr"]["bytes"] / best["nncodec"]["bytes"]
+    return result
+
+
+def summary(out: Path) -> str:
+    lines = ["# Smallest stream within tolerance: nnr search vs NNCodec 2.1.3's best", "",
+             "Made by `benchmarks/eval/target_search.py`. NNCodec: the smallest accepted stream "
+             "of a fine global-qp sweep (step 1; DQ on and off; also with its opt_qp). nnr: "
+             "`nnr.encode_for_acceptance` (sensitivity-guided per-tensor qp), DQ on. Both decoded "
+             "and evaluated; nnr's stream also decoded by NNCodec and compared.", "",
+             "| model | float32 | NNCodec best | nnr search | nnr / NNCodec | nnr evaluations | "
+             "NNCodec decodes nnr's stream identically |", "|---|---|---|---|---|---|---|"]
+    for name in models.names():
+        p = out / f"search_{name}.json"
+        if not p.exists():
+            continue
+        r = json.loads(p.read_text())
+        b = r["best"]
+        nn = [x for x in r["points"] if x["codec"] == "nnr"][0]
+
+        def fmt(x):
+            if x is None:
+                return "none accepted"
+            s = x["settings"]
+            how = ("per-tensor qp" if "qp_per_tensor" in s else
+                   f"qp {s.get('qp')}, dq {'on' if s.get('dq', True) else 'off'}"
+                   f"{', opt_qp' if s.get('opt_qp') else ''}")
+            return f"{x['bytes']:,d} B ({100 * x['bytes'] / r['float32_bytes']:.2f} %; {how})"
+        ratio = f"{r['ratio']:.4f}" if r.get("ratio") else "-"
+        cross = nn.get("nncodec_decodes_identically")
+        lines.append(f"| {name} | {r['float32_bytes'] / 1e6:.2f} MB | {fmt(b['nncodec'])} | "
+                     f"{fmt(b['nnr'])} | {ratio} | {nn.get('evaluations')} | "
+                     f"{'yes' if cross and cross.get('ok') else cross} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--out", type=Path, default=rd.DEFAULT_OUT)
+    ap.add_argument("--no-nncodec", action="store_true")
+    ap.add_argument("--peer-python", default=None)
+    ap.add_argument("--max-evaluations", type=int, default=None,
+                    help="search budget (default: searched tensors + 40)")
+    args = ap.parse_args(argv)
+    names = args.models.split(",") if args.models else models.names()
+    peer = None if args.no_nncodec else rd.peer_python(args.peer_python)
+    if peer is None and not args.no_nncodec:
+        print("target_search: NNCodec's environment not found (see rd_curves.py)", file=sys.stderr)
+        return 2
+    vers = rd.versions(peer)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        reason = models.unavailable(name)
+        if reason:
+            print(f"target_search: {name}: {reason}", file=sys.stderr)
+            return 2
+        result = run_model(name, args, peer, vers)
+        (args.out / f"search_{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        rd.log(f"{name}: done in {result['seconds']:.0f} s, ratio {result.get('ratio')}")
+    (args.out / "search_summary.md").write_text(summary(args.out))
+    print(summary(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
