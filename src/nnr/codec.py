@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType
 from nnr.config import DecodeLimits, EncodeConfig
 from nnr.decoder import DecoderState, decode_units
@@ -53,19 +54,24 @@ class DecodedStream:
 
 def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
                   legacy: bool | None = None, limits: DecodeLimits | None = None,
-                  threads: int | None = None) -> DecodedStream:
-    """Like :func:`decode`, also returning the NNR_TPL topology and the profile."""
+                  threads: int | None = None, recompose: bool = False) -> DecodedStream:
+    """Like :func:`decode`, also returning the NNR_TPL topology and the profile. With
+    ``recompose`` every decomposed weight (``<w>_G``, ``<w>_H``) comes back as
+    ``W = G @ H`` under its own name (:func:`nnr.decoder.decode_recomposed`)."""
+    from nnr.decoder import recomposed_units
     out = DecodedStream({}, None, 0)
-    for unit, _, tensors in decode_units(_buffer(data), state=state, legacy=legacy,
-                                         limits=limits, threads=threads):
+    units = decode_units(_buffer(data), state=state, legacy=legacy, limits=limits,
+                         threads=threads)
+    pairs = recomposed_units(units) if recompose else \
+        ((unit, [(t.name, t.array) for t in tensors]) for unit, _, tensors in units)
+    for unit, named in pairs:
         if unit.unit_type == NnrUnitType.STR:
             out.profile = unit.header.general_profile_idc
         elif unit.unit_type == NnrUnitType.TPL and unit.payload.topology_data is not None:
             out.topology = Topology(unit.header.topology_storage_format,
                                     bytes(unit.payload.topology_data),
                                     unit.header.topology_compression_format)
-        for t in tensors:
-            out.tensors[t.name] = t.array
+        out.tensors.update(named)
     return out
 
 
@@ -132,6 +138,8 @@ class StreamInfo:
     units: list[UnitInfo] = field(default_factory=list)
     tensors: list[TensorInfo] = field(default_factory=list)
     tools: set[str] = field(default_factory=set)
+    #: The MPS performance maps (:func:`performance_maps_of`); empty when there are none.
+    performance_maps: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -139,6 +147,9 @@ class StreamInfo:
         for t in d["tensors"]:
             t["shape"] = list(t["shape"])
         return d
+
+
+_MAP_NAMES = ("sparsification", "pruning", "unification", "decomposition")
 
 
 def _tools_of(unit, ctx, tensors) -> set[str]:
@@ -150,6 +161,8 @@ def _tools_of(unit, ctx, tensors) -> set[str]:
         tools.add("codebook")
     if hdr.payload_type == PayloadType.BLOCK:
         tools.add("block")
+    if hdr.compressed_parameter_types & CPT.DC:
+        tools.add("decomposition")
     if hdr.cabac_entry_point_list:
         tools.add("entry_points")
     if hdr.temporal_context_modeling_flag:
@@ -165,6 +178,46 @@ def _tools_of(unit, ctx, tensors) -> set[str]:
     return tools
 
 
+def performance_maps_of(mps: Any) -> dict[str, Any]:
+    """The performance maps of a model parameter set as plain values: one list of levels per
+    map present (``sparsification``, ``pruning``, ``unification``, ``decomposition``), and
+    ``metric`` / ``validation_set_performance`` (profile 1). Empty when there is nothing."""
+    out: dict[str, Any] = {}
+
+    def classes(values: list[float]) -> dict[str, Any]:
+        return {"class_accuracy": list(values)} if values else {}
+
+    m = mps.sparsification_performance_map
+    if m is not None:
+        out["sparsification"] = [
+            {"threshold": t, "non_zero_ratio": r, "accuracy": a, **classes(c)}
+            for t, r, a, c in zip(m.sparsification_threshold, m.non_zero_ratio,
+                                  m.spm_nn_accuracy, m.spm_nn_class_accuracy)]
+    m = mps.pruning_performance_map
+    if m is not None:
+        out["pruning"] = [{"pruning_ratio": r, "accuracy": a, **classes(c)}
+                          for r, a, c in zip(m.pruning_ratio, m.ppm_nn_accuracy,
+                                             m.ppm_nn_class_accuracy)]
+    m = mps.unification_performance_map
+    if m is not None:
+        out["unification"] = [
+            {"threshold": t, "block_dimensions": list(b), "accuracy": a, **classes(c)}
+            for t, b, a, c in zip(m.unification_threshold, m.block_dimensions,
+                                  m.upm_nn_accuracy, m.upm_nn_class_accuracy)]
+    m = mps.decomposition_performance_map
+    if m is not None:
+        out["decomposition"] = [
+            {"mse_threshold": t, "nn_reduction_ratio": r, "accuracy": a, **classes(c)}
+            for t, r, a, c in zip(m.mse_threshold, m.nn_reduction_ratio, m.dpm_nn_accuracy,
+                                  m.dpm_nn_class_accuracy)]
+    if out or mps.validation_set_performance is not None:
+        if mps.performance_metric_type is not None:
+            out["metric"] = mps.performance_metric_type
+        if mps.validation_set_performance is not None:
+            out["validation_set_performance"] = mps.validation_set_performance
+    return out
+
+
 def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
             legacy: bool | None = None) -> StreamInfo:
     """Parse and decode a stream and describe it (every payload is decoded, so the qp of each
@@ -178,6 +231,10 @@ def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None 
         info.units.append(UnitInfo(unit.index, unit.type_name, unit.offset, unit.size))
         if unit.unit_type == NnrUnitType.STR:
             info.profile = unit.header.general_profile_idc
+        if unit.unit_type == NnrUnitType.MPS:
+            info.performance_maps = performance_maps_of(unit.payload)
+            if any(k in info.performance_maps for k in _MAP_NAMES):
+                info.tools.add("performance_maps")
         if unit.unit_type != NnrUnitType.NDU:
             continue
         info.tools |= _tools_of(unit, ctx, tensors)

@@ -22,7 +22,7 @@ from nnr.errors import BitstreamError, NonConformingBitstreamError, ResourceLimi
 from nnr.quantization import dequantize, dequantize_codebook, step_size
 
 __all__ = ["DecoderState", "DecodedTensor", "decode_units", "decode_file_units",
-           "decode_recomposed"]
+           "decode_recomposed", "recomposed_units"]
 
 
 @dataclass
@@ -441,34 +441,46 @@ def _dc_weight_name(g_name: str) -> str:
     return g_name[:-2] if g_name.endswith("_G") else g_name
 
 
+def recomposed_units(units: Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]
+                     ) -> Iterator[tuple[ParsedUnit, list[tuple[str, np.ndarray]]]]:
+    """``(unit, [(name, array), ...])`` for each unit of :func:`decode_units`, with every
+    decomposed weight (DC: ``<w>_G`` and ``<w>_H``, in one BLOCK NDU or in two consecutive
+    NDUs) recomposed as ``W = (G @ H).reshape(tensor_dimensions)`` (float64 product, float32
+    result) under the weight's name (``<w>_G`` without the suffix): the G NDU of a separate
+    pair yields nothing, its H NDU yields W."""
+    from nnr.reduction.lowrank import recompose
+    pending: tuple[str, np.ndarray] | None = None
+    for unit, _, tensors in units:
+        named = [(t.name, t.array) for t in tensors]
+        if unit.unit_type != NnrUnitType.NDU or not tensors:
+            yield unit, named
+            continue
+        hdr = unit.header
+        if not hdr.compressed_parameter_types & CPT.DC or hdr.payload_type == PayloadType.RAW_FLOAT:
+            yield unit, named
+            continue
+        dims = list(unit.dims)
+        if hdr.payload_type == PayloadType.BLOCK:
+            (g_name, g), (_, h) = named[-2], named[-1]
+            yield unit, named[:-2] + [(_dc_weight_name(g_name), recompose(g, h, dims))]
+        elif pending is None:
+            pending = named[0]
+            yield unit, []
+        else:
+            g_name, g = pending
+            pending = None
+            yield unit, [(_dc_weight_name(g_name), recompose(g, named[0][1], dims))]
+    if pending is not None:
+        raise NonConformingBitstreamError(f"decomposed tensor {pending[0]!r} has no H NDU")
+
+
 def decode_recomposed(data, **options) -> dict[str, np.ndarray]:
     """Like :func:`nnr.decode`, with every decomposed weight (DC: ``<w>_G`` and ``<w>_H``,
     in one BLOCK NDU or in two consecutive NDUs) recomposed as
     ``W = (G @ H).reshape(tensor_dimensions)`` (float64 product, float32 result) and returned
     under the weight's name (``<w>_G`` without the suffix) in G's place. ``options`` are
     those of :func:`decode_units`."""
-    from nnr.reduction.lowrank import recompose
     out: dict[str, np.ndarray] = {}
-    pending: tuple[str, np.ndarray] | None = None
-    for unit, _, tensors in decode_units(data, **options):
-        if unit.unit_type != NnrUnitType.NDU or not tensors:
-            continue
-        hdr = unit.header
-        if not hdr.compressed_parameter_types & CPT.DC or hdr.payload_type == PayloadType.RAW_FLOAT:
-            out.update((t.name, t.array) for t in tensors)
-            continue
-        dims = list(unit.dims)
-        if hdr.payload_type == PayloadType.BLOCK:
-            g, h = tensors[-2], tensors[-1]
-            out.update((t.name, t.array) for t in tensors[:-2])
-            out[_dc_weight_name(g.name)] = recompose(g.array, h.array, dims)
-        elif pending is None:
-            pending = (tensors[0].name, tensors[0].array)
-            out[_dc_weight_name(pending[0])] = pending[1]    # keeps G's place in the order
-        else:
-            name, g = pending
-            out[_dc_weight_name(name)] = recompose(g, tensors[0].array, dims)
-            pending = None
-    if pending is not None:
-        raise NonConformingBitstreamError(f"decomposed tensor {pending[0]!r} has no H NDU")
+    for _, named in recomposed_units(decode_units(data, **options)):
+        out.update(named)
     return out

@@ -24,9 +24,13 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_option_is_documented():
     doc = CLI_DOC.read_text()
     subs = _subparsers(build_parser())
-    assert sorted(subs) == ["decode", "encode", "info", "verify"]
-    for name, sub in subs.items():
-        assert f"## nnr {name}" in doc, name
+    assert sorted(subs) == ["decode", "encode", "info", "reduce", "verify"]
+    commands = [(name, sub) for name, sub in subs.items()]
+    commands += [(f"reduce {tool}", p) for tool, p in _subparsers(subs["reduce"]).items()]
+    for name, sub in commands:
+        assert f"## nnr {name.split()[0]}" in doc, name
+        if " " in name:
+            assert f"nnr {name} " in doc, f"nnr {name} is not in docs/cli.md"
         for action in sub._actions:
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":

@@ -54,7 +54,7 @@ def encode_model(model: Model, config: EncodeConfig | None = None, *,
 def decode_model(data: bytes | bytearray | memoryview, *, format: str | None = None,
                  **kwargs: Any) -> Model:
     """Decode a stream into a Model; its adapter is chosen by the stream's topology (or by
-    ``format``)."""
-    decoded = nnr.decode_stream(data, **kwargs)
+    ``format``). Decomposed weights (``low_rank``) come back recomposed, ``W = G @ H``."""
+    decoded = nnr.decode_stream(data, recompose=True, **kwargs)
     adapter = _registry.get(format) if format else _registry.for_topology(decoded.topology)
     return adapter.from_stream(decoded)

@@ -12,7 +12,7 @@ import numpy as np
 
 import nnr
 from nnr import adapters
-from nnr.cli import files, models, tables
+from nnr.cli import files, models, reduce, tables
 from nnr.cli.files import CliError
 from nnr.cli.progress import Progress
 from nnr.model import ROLES, Model
@@ -20,7 +20,10 @@ from nnr.model import ROLES, Model
 # CLI flag dest -> nnr.EncodeConfig field, one to one.
 ENCODE_FIELDS = ("qp", "qp_density", "nonweight_qp", "qp_per_tensor", "dq", "scan_order",
                  "codebook", "profile", "param_opt", "row_skip", "cabac_unary_length_minus1",
-                 "threads", "lambda_scale")
+                 "threads", "lambda_scale", "low_rank")
+#: Performance maps measured by ``--performance-maps`` without ``--map-levels``.
+DEFAULT_MAP_LEVELS = {"sparsification": (0.25, 0.5, 1.0), "unification": (0.1, 0.3),
+                      "decomposition": (0.1, 0.2, 0.3)}
 
 
 def encode_options(args: argparse.Namespace) -> dict[str, object]:
@@ -33,13 +36,19 @@ def _raw_size(tensors: Mapping[str, np.ndarray]) -> int:
 
 
 def _ndu_sizes(data: bytes) -> tuple[dict[str, int], int]:
-    """Coded bytes per NDU, keyed by its first tensor name, and the topology unit's size."""
-    from nnr.bitstream.enums import NnrUnitType
+    """Coded bytes per NDU, keyed by its first tensor name (a decomposed weight's G and H
+    units under the weight's name), and the topology unit's size."""
+    from nnr.bitstream.enums import CompressedParameterTypes, NnrUnitType
     from nnr.bitstream.stream import iter_units
-    sizes, topology = {}, 0
+    sizes: dict[str, int] = {}
+    topology = 0
     for unit in iter_units(data):
         if unit.unit_type == NnrUnitType.NDU:
-            sizes[str(unit.header.topology_elem_ids[0])] = unit.size
+            name = str(unit.header.topology_elem_ids[0])
+            if unit.header.compressed_parameter_types & CompressedParameterTypes.DC \
+                    and name.endswith(("_G", "_H")):
+                name = name[:-2]
+            sizes[name] = sizes.get(name, 0) + unit.size
         elif unit.unit_type == NnrUnitType.TPL:
             topology = unit.size
     return sizes, topology
@@ -71,7 +80,8 @@ def summary_rows(model: Model, data: bytes, seconds: float) -> list[list[object]
 
 
 def _load_evaluate(path: str):
-    """``evaluate`` from a user's Python file."""
+    """``evaluate`` from a user's Python file; an exception it raises is reported as one
+    line naming the script."""
     import importlib.util
     if not Path(path).is_file():
         raise CliError(f"cannot read '{path}': No such file or directory")
@@ -84,36 +94,90 @@ def _load_evaluate(path: str):
     fn = getattr(module, "evaluate", None)
     if not callable(fn):
         raise CliError(f"{path} defines no evaluate(tensors) function")
-    return fn
+
+    def evaluate(tensors):
+        try:
+            return fn(tensors)
+        except Exception as exc:  # the user's code
+            raise CliError(f"{path}: evaluate() raised {type(exc).__name__}: {exc}") from None
+    return evaluate
+
+
+def _evaluate(args: argparse.Namespace):
+    """The --eval script's evaluate, loaded once for --max-drop and --performance-maps."""
+    if getattr(args, "_evaluate", None) is None:
+        args._evaluate = _load_evaluate(args.eval)
+    return args._evaluate
 
 
 def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
     """Per-tensor qps from --max-drop/--eval or --size (empty when neither is given)."""
     drop, size = getattr(args, "max_drop", None), getattr(args, "size", None)
     if drop is None and size is None:
-        if getattr(args, "eval", None):
-            raise CliError("--eval needs --max-drop")
+        if getattr(args, "eval", None) and not getattr(args, "performance_maps", False):
+            raise CliError("--eval needs --max-drop or --performance-maps")
         return {}
     if drop is not None and size is not None:
         raise CliError("give either --max-drop or --size, not both")
+    if options.get("low_rank") is not None:
+        raise CliError("--low-rank cannot be combined with --max-drop or --size (the qp "
+                       "search does not model the decomposition)")
     options = {k: v for k, v in options.items() if k != "qp_per_tensor"}
     if size is not None:
         return nnr.encode_for_size(model.tensors, size, **options).qp_per_tensor
     if not getattr(args, "eval", None):
         raise CliError("--max-drop needs --eval SCRIPT.py")
-    evaluate = _load_evaluate(args.eval)
+    evaluate = _evaluate(args)
     res = nnr.encode_for_metric(model.tensors, evaluate, max_drop=drop, **options)
     print(f"search: metric {res.metric:.6g} (original {res.baseline_metric:.6g}) after "
           f"{res.evaluations} evaluations", file=sys.stderr)
     return res.qp_per_tensor
 
 
+def _check_performance_maps(args: argparse.Namespace) -> None:
+    """Option checks of --performance-maps and its companions (before anything is read)."""
+    if not getattr(args, "performance_maps", False):
+        for dest in ("map_levels", "metric", "groups"):
+            if getattr(args, dest, None) is not None:
+                raise CliError(f"--{dest.replace('_', '-')} needs --performance-maps")
+        return
+    if not getattr(args, "eval", None):
+        raise CliError("--performance-maps needs --eval SCRIPT.py (evaluate(tensors) -> float)")
+    levels = getattr(args, "map_levels", None) or DEFAULT_MAP_LEVELS
+    if levels.get("pruning") and not getattr(args, "groups", None):
+        raise CliError("a pruning map (--map-levels pruning=...) needs --groups GROUPS.json")
+
+
+def _performance_maps(args: argparse.Namespace, model: Model, options: dict):
+    """The performance maps of --performance-maps: every level is reduced, coded with the
+    stream's quantization options, decoded and evaluated."""
+    from nnr.config import EncodeConfig
+    from nnr.reduction import MapLevels, measure_performance_maps
+    levels = getattr(args, "map_levels", None) or DEFAULT_MAP_LEVELS
+    groups = reduce.read_groups(args.groups) if getattr(args, "groups", None) else None
+    metric = getattr(args, "metric", None) or "top1"
+    config = EncodeConfig.from_options(**{k: v for k, v in options.items() if k != "low_rank"})
+    maps = measure_performance_maps(
+        model.tensors, _evaluate(args),
+        MapLevels(sparsification=levels.get("sparsification", ()),
+                  pruning=levels.get("pruning", ()), groups=groups,
+                  unification=levels.get("unification", ()),
+                  decomposition=levels.get("decomposition", ())),
+        metric=metric, config=config)
+    count = sum(len(v) for v in levels.values())
+    print(f"performance maps: {metric} {maps.validation_set_performance:.6g} unreduced, "
+          f"{count} levels of {', '.join(k for k, v in levels.items() if v)}",
+          file=sys.stderr)
+    return maps
+
+
 def _run_encode_streamed(args: argparse.Namespace) -> int:
     from nnr.streaming import encode_file
-    if any(getattr(args, a, None) for a in ("max_drop", "size", "lossless")) or \
-            getattr(args, "blocks", "none") != "none" or args.output == files.STDIO:
+    if any(getattr(args, a, None) for a in ("max_drop", "size", "lossless", "performance_maps")) \
+            or getattr(args, "low_rank", None) is not None \
+            or getattr(args, "blocks", "none") != "none" or args.output == files.STDIO:
         raise CliError("--stream codes .npz/.safetensors files to a file, without targets, "
-                       "blocks or --lossless")
+                       "blocks, --lossless, --low-rank or --performance-maps")
     start = time.perf_counter()
     out = Path(args.output)
     size = encode_file(args.input, out, **encode_options(args))
@@ -126,6 +190,10 @@ def run_encode(args: argparse.Namespace) -> int:
     if getattr(args, "stream", False):
         return _run_encode_streamed(args)
     fmt = models.input_format(args.input, getattr(args, "format", None))
+    _check_performance_maps(args)
+    blocks = getattr(args, "blocks", "none")
+    if blocks not in ("auto", "none"):
+        blocks = reduce.read_blocks(blocks)
     progress = Progress(False if getattr(args, "no_progress", False) else None)
     start = time.perf_counter()
     with progress.stage(f"reading {args.input}"):
@@ -135,8 +203,10 @@ def run_encode(args: argparse.Namespace) -> int:
         qps = _target_qps(args, model, options)
     if qps:
         options["qp_per_tensor"] = qps
+    if getattr(args, "performance_maps", False):
+        with progress.stage("measuring performance maps"):
+            options["performance_maps"] = _performance_maps(args, model, options)
     with progress.stage(f"encoding {len(model.tensors)} tensors"):
-        blocks = getattr(args, "blocks", "none")
         data = adapters.encode_model(model, blocks=None if blocks == "none" else blocks,
                                      lossless=getattr(args, "lossless", False), **options)
     files.write_bytes(args.output, data)
@@ -239,7 +309,42 @@ def info_text(name: str, size: int, info: object) -> list[str]:
     lines += ["", "tensors:"]
     lines += tables.table(["ndu", "name", "shape", "dtype", "type", "qp", "dq", "scan",
                            "codebook", "bytes"], _tensor_rows(info), right=(0, 5, 7, 9))
+    maps = getattr(info, "performance_maps", None)
+    if maps:
+        lines += [""] + _map_lines(maps)
     return lines
+
+
+def _percent(x: float) -> str:
+    return f"{100.0 * x:.1f}%"
+
+
+def _map_lines(maps: Mapping[str, object]) -> list[str]:
+    """The MPS performance maps: one row per level of each map."""
+    metric = maps.get("metric") or "metric"
+    head = "performance maps"
+    if maps.get("metric") is not None:
+        head += f" ({metric}"
+        if maps.get("validation_set_performance") is not None:
+            head += f" {tables.number(maps['validation_set_performance'])} unreduced"
+        head += ")"
+    rows: list[list[object]] = []
+    for e in maps.get("sparsification", []):
+        rows.append(["sparsification", f"|w| < {tables.number(e['threshold'])} RMS",
+                     f"{_percent(e['non_zero_ratio'])} non-zero", e["accuracy"]])
+    for e in maps.get("pruning", []):
+        rows.append(["pruning", "channels", f"{_percent(e['pruning_ratio'])} of the "
+                     "parameters removed", e["accuracy"]])
+    for e in maps.get("unification", []):
+        block = "x".join(str(b) if b else "all" for b in e["block_dimensions"])
+        rows.append(["unification", f"{_percent(e['threshold'])} of {block} blocks", None,
+                     e["accuracy"]])
+    for e in maps.get("decomposition", []):
+        rows.append(["decomposition", f"mse {tables.number(e['mse_threshold'])}",
+                     f"{_percent(e['nn_reduction_ratio'])} of the parameters", e["accuracy"]])
+    if not rows:
+        return [f"{head}: none"]
+    return [f"{head}:"] + tables.table(["map", "level", "size", metric], rows, right=(3,))
 
 
 def inspect_last(streams: list[bytes]) -> object:

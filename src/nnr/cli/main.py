@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from nnr.cli import commands, verify
+from nnr.cli import commands, reduce, verify
 from nnr.cli.files import CliError, CliUsageError
 from nnr.errors import NnrError
 
@@ -82,6 +82,38 @@ def _drop(text: str) -> float:
     return value
 
 
+#: Allowed levels of each map: (bound text, test).
+_MAP_RANGES = {"sparsification": (">= 0", lambda v: v >= 0),
+               "pruning": ("in [0, 1]", lambda v: 0 <= v <= 1),
+               "unification": ("in [0, 1]", lambda v: 0 <= v <= 1),
+               "decomposition": ("in [0, 1)", lambda v: 0 <= v < 1)}
+
+
+def _map_levels(text: str) -> tuple[str, tuple[float, ...]]:
+    """'decomposition=0.1,0.3' -> ('decomposition', (0.1, 0.3))."""
+    tool, sep, values = text.partition("=")
+    if not sep or tool not in _MAP_RANGES:
+        raise argparse.ArgumentTypeError(f"expected TOOL=L1,L2,... with TOOL one of "
+                                         f"{', '.join(_MAP_RANGES)}, got {text!r}")
+    try:
+        levels = tuple(float(v) for v in values.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"levels are numbers, got {text!r}") from None
+    bound, ok = _MAP_RANGES[tool]
+    for v in levels:
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{tool} levels must be {bound}, got {v:g}")
+    return tool, levels
+
+
+class _MapLevels(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        table = dict(getattr(namespace, self.dest, None) or {})
+        tool, levels = values
+        table[tool] = levels
+        setattr(namespace, self.dest, table)
+
+
 def _add_encode(sub: argparse._SubParsersAction) -> None:
     d = _encode_defaults()
 
@@ -136,7 +168,7 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                         "(0.1%% = 0.001) from the original's")
     t.add_argument("--eval", metavar="SCRIPT.py",
                    help="Python file defining evaluate(tensors: dict[str, ndarray]) -> float "
-                        "(higher is better), used by --max-drop")
+                        "(higher is better), used by --max-drop and --performance-maps")
     t.add_argument("--size", type=int, metavar="BYTES",
                    help="the finest stream that fits in BYTES")
     p.add_argument("--stream", action="store_true",
@@ -145,12 +177,31 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--format", choices=adapter_names(),
                    help="model format of the input, instead of guessing it from the name")
-    m.add_argument("--blocks", choices=["auto", "none"],
+    m.add_argument("--blocks", metavar="{auto,none,BLOCKS.json}",
                    help="auto: code each weight with its bias and following batch-norm in "
-                        "one NNR_PT_BLOCK unit (default: none)")
+                        "one NNR_PT_BLOCK unit; BLOCKS.json: the blocks 'nnr reduce fold-bn' "
+                        "or 'local-scaling' wrote (default: none)")
     m.add_argument("--lossless", action="store_true",
                    help="store float tensors unquantized (NNR_PT_RAW_FLOAT); integer tensors "
                         "are always lossless")
+    r = p.add_argument_group("parameter reduction")
+    r.add_argument("--low-rank", type=float, metavar="TOL",
+                   help="code each weight whose low-rank decomposition within the relative "
+                        "Frobenius error TOL (in [0, 1)) saves parameters as two factors "
+                        "(DC tool; decoders recompose it)")
+    r.add_argument("--performance-maps", action="store_true",
+                   help="measure the metric of --eval at several levels of each reduction "
+                        "tool and write the performance maps into the stream")
+    r.add_argument("--map-levels", type=_map_levels, action=_MapLevels, metavar="TOOL=L1,L2",
+                   help="levels of one map (repeatable; then only the maps given): "
+                        "sparsification thresholds, pruning ratios (with --groups), "
+                        "unification ratios, decomposition tolerances")
+    r.add_argument("--metric", metavar="NAME",
+                   help="name of the metric written with the maps (default: top1); also the "
+                        "key read when evaluate() returns a dict")
+    r.add_argument("--groups", metavar="GROUPS.json",
+                   help="channel groups for the pruning map (as for nnr reduce "
+                        "prune-channels)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress line on standard error (shown only on a terminal)")
     p.set_defaults(run=commands.run_encode)
@@ -221,7 +272,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command",
                                 parser_class=Parser)
-    for add in (_add_encode, _add_decode, _add_info, _add_verify):
+    for add in (_add_encode, _add_decode, _add_info, _add_verify, reduce.add_reduce):
         add(sub)
     return parser
 
@@ -230,31 +281,32 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _error(message: str, status: int) -> int:
-    sys.stderr.write(f"{PROG}: error: {_one_line(message)}\n")
+def _error(message: str, status: int, prog: str = PROG) -> int:
+    sys.stderr.write(f"{prog}: error: {_one_line(message)}\n")
     return status
 
 
-def _run(argv: Sequence[str] | None) -> int:
+def _run(argv: Sequence[str] | None, build: Callable[[], Parser], prog: str) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build().parse_args(argv)
         return int(args.run(args))
     except CliUsageError as exc:
-        return _error(str(exc), EXIT_USAGE)
+        return _error(str(exc), EXIT_USAGE, prog)
     except CliError as exc:
-        return _error(str(exc), EXIT_ERROR)
+        return _error(str(exc), EXIT_ERROR, prog)
     except NnrError as exc:
-        return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+        return _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR, prog)
     except MemoryError:
-        return _error("out of memory", EXIT_ERROR)
+        return _error("out of memory", EXIT_ERROR, prog)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``nnr`` command; return the exit status (the console script exits with it)."""
+def run(argv: Sequence[str] | None, build: Callable[[], Parser], prog: str = PROG) -> int:
+    """Parse ``argv`` with the parser ``build()`` makes, run the chosen command and return
+    the exit status; every failure is one line on standard error starting with ``prog``."""
     try:
-        return _run(argv)
+        return _run(argv, build, prog)
     except KeyboardInterrupt:
-        return _error("interrupted", 130)
+        return _error("interrupted", 130, prog)
     except BrokenPipeError:
         # The reader went away (e.g. `nnr info x.nnr | head`): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -264,7 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("NNR_DEBUG"):
             raise
         return _error(f"internal error: {type(exc).__name__}: {exc} "
-                      "(set NNR_DEBUG=1 for a traceback)", EXIT_ERROR)
+                      "(set NNR_DEBUG=1 for a traceback)", EXIT_ERROR, prog)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nnr`` command; return the exit status (the console script exits with it)."""
+    return run(argv, build_parser)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 import nnr
 from nnr.cli import files, tables
 from nnr.cli.files import CliError, CliUsageError
+from nnr.decoder import decode_recomposed
 
 
 def sha256_float32(array: np.ndarray) -> str:
@@ -207,7 +208,7 @@ def read_original(path: str) -> dict:
 
 def verify_against(args: argparse.Namespace, data: bytes) -> tuple[str, Report]:
     original = read_original(args.against)
-    report = check_against(dict(nnr.decode(data)), original, args.max_abs_error)
+    report = check_against(decode_recomposed(data), original, args.max_abs_error)
     return f"against {args.against}", report
 
 
