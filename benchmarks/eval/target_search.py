@@ -46,9 +46,9 @@ from benchmarks.eval import rd_curves as rd  # noqa: E402
 #: qp step (a factor 2^(1/4) in step size).
 NNCODEC_SWEEP = {
     "fashion_cnn": {"dq": [-27, -28, -29, -30], "nodq": [-24, -25, -26],
-                    "opt_qp": [-30, -31, -32, -33, -34, -35, -36]},
+                    "opt_qp": [-28, -30, -31, -32, -33, -34, -35, -36]},
     "efficientnet_lite0": {"dq": [-35, -36, -37, -38, -39], "nodq": [],
-                           "opt_qp": [-36, -38, -39, -40, -41, -42, -44]},
+                           "opt_qp": [-30, -31, -32, -33, -34, -35, -36, -37, -38, -40]},
     "minilm_l6": {"dq": [-30, -31, -32], "nodq": [], "opt_qp": [-31, -32, -33, -34]},
 }
 
@@ -68,12 +68,18 @@ def run_model(name: str, args, peer, vers) -> dict:
 
     # NNCodec: fine sweep, its defaults otherwise, and opt_qp at the DQ qps
     sweep = NNCODEC_SWEEP[name]
-    if peer is not None:
+    cache = args.out / f"search_{name}.nncodec.json"
+    if peer is not None and args.reuse_nncodec and cache.exists() and \
+            json.loads(cache.read_text()).get("sweep") == sweep:
+        points += json.loads(cache.read_text())["points"]
+        rd.log(f"  NNCodec: {len(points)} points reused from {cache}")
+    elif peer is not None:
         pts = [(q, True) for q in sweep["dq"]] + [(q, False) for q in sweep["nodq"]]
         extra = [("NNCodec opt_qp dq=on", {"qp": q, "dq": True, "opt_qp": True})
                  for q in sweep["opt_qp"]]
         with tempfile.TemporaryDirectory(prefix=f"ts_{name}_") as wd:
             points += rd.run_nncodec(peer, tensors, evaluate, pts, f32, Path(wd), extra)
+        cache.write_text(json.dumps({"sweep": sweep, "points": points}, indent=1) + "\n")
 
     # nnr: the search
     evaluations = []
@@ -169,6 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=rd.DEFAULT_OUT)
     ap.add_argument("--no-nncodec", action="store_true")
     ap.add_argument("--peer-python", default=None)
+    ap.add_argument("--reuse-nncodec", action="store_true",
+                    help="reuse OUT/search_<model>.nncodec.json from an earlier run with the "
+                         "same sweep instead of running NNCodec again")
     ap.add_argument("--max-evaluations", type=int, default=None,
                     help="search budget (default: searched tensors + 40)")
     args = ap.parse_args(argv)

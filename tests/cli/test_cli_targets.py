@@ -51,6 +51,32 @@ def test_max_drop_with_eval_script(tmp_path):
     assert r.returncode == 1 and "needs --eval" in r.stderr and not (tmp_path / "x.nnr").exists()
 
 
+def test_max_drop_with_a_distortion_function_and_a_budget(tmp_path):
+    _model(tmp_path / "m.npz")
+    calls = tmp_path / "calls.txt"
+    (tmp_path / "ev.py").write_text(EVAL + f"""
+REF_LOGITS = None
+def distortion(t):
+    global REF_LOGITS
+    with open({str(calls)!r}, "a") as f:
+        f.write("d\\n")
+    out = np.maximum(X @ t["l1.weight"].T + t["l1.bias"], 0) @ t["l2.weight"].T
+    if REF_LOGITS is None:
+        REF_LOGITS = out
+    return float(np.mean((out - REF_LOGITS) ** 2))
+""")
+    r = _nnr("encode", tmp_path / "m.npz", "-o", tmp_path / "m.nnr", "--max-drop", "2%",
+             "--eval", tmp_path / "ev.py", "--max-evaluations", "25")
+    assert r.returncode == 0, r.stderr
+    n = int(r.stderr.split(" evaluations")[0].rsplit(" ", 1)[-1])
+    assert n <= 26                                        # the budget, plus the original
+    assert calls.read_text().count("d") == n - 1          # distortion judged every candidate
+    r = _nnr("encode", tmp_path / "m.npz", "-o", tmp_path / "z.nnr", "--max-drop", "2%",
+             "--eval", tmp_path / "ev.py", "--max-evaluations", "0")
+    assert r.returncode == 1 and "--max-evaluations" in r.stderr
+    assert not (tmp_path / "z.nnr").exists()
+
+
 def test_size_and_lambda_scale(tmp_path):
     _model(tmp_path / "m.npz")
     r = _nnr("encode", tmp_path / "m.npz", "-o", tmp_path / "s.nnr", "--size", "3000")

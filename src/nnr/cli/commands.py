@@ -95,11 +95,17 @@ def _load_evaluate(path: str):
     if not callable(fn):
         raise CliError(f"{path} defines no evaluate(tensors) function")
 
-    def evaluate(tensors):
-        try:
-            return fn(tensors)
-        except Exception as exc:  # the user's code
-            raise CliError(f"{path}: evaluate() raised {type(exc).__name__}: {exc}") from None
+    def guarded(f, what):
+        def call(tensors):
+            try:
+                return f(tensors)
+            except Exception as exc:  # the user's code
+                raise CliError(f"{path}: {what}() raised {type(exc).__name__}: {exc}") from None
+        return call
+
+    evaluate = guarded(fn, "evaluate")
+    dist = getattr(module, "distortion", None)
+    evaluate.distortion = guarded(dist, "distortion") if callable(dist) else None
     return evaluate
 
 
@@ -128,7 +134,12 @@ def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
     if not getattr(args, "eval", None):
         raise CliError("--max-drop needs --eval SCRIPT.py")
     evaluate = _evaluate(args)
-    res = nnr.encode_for_metric(model.tensors, evaluate, max_drop=drop, **options)
+    budget = getattr(args, "max_evaluations", None)
+    if budget is not None and budget < 1:
+        raise CliError(f"--max-evaluations must be at least 1, got {budget}")
+    res = nnr.encode_for_metric(model.tensors, evaluate, max_drop=drop,
+                                distortion=evaluate.distortion, max_evaluations=budget,
+                                **options)
     print(f"search: metric {res.metric:.6g} (original {res.baseline_metric:.6g}) after "
           f"{res.evaluations} evaluations", file=sys.stderr)
     return res.qp_per_tensor

@@ -168,7 +168,12 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                         "(0.1%% = 0.001) from the original's")
     t.add_argument("--eval", metavar="SCRIPT.py",
                    help="Python file defining evaluate(tensors: dict[str, ndarray]) -> float "
-                        "(higher is better), used by --max-drop and --performance-maps")
+                        "(higher is better), used by --max-drop and --performance-maps; it "
+                        "may also define distortion(tensors) -> float (>= 0, e.g. the KL "
+                        "divergence of the outputs), which sharpens the --max-drop search")
+    t.add_argument("--max-evaluations", type=int, metavar="N",
+                   help="--max-drop search budget: calls of evaluate (default: number of "
+                        "weight tensors + 1-D tensor roles + 60)")
     t.add_argument("--size", type=int, metavar="BYTES",
                    help="the finest stream that fits in BYTES")
     p.add_argument("--stream", action="store_true",
