@@ -1,7 +1,7 @@
 """Speed, size and memory of nnr against NNCodec 2.1.3, zstd and bzip2, on the same tensors.
 
     python benchmarks/bench.py [--models minilm,efficientnet,resnet18,synthetic1b] [--quick]
-                               [--peer PEER_VENV] [--out benchmarks/results]
+                               [--peer PEER_VENV] [--out benchmarks/results] [--threads 1,2]
 
 For each model the float32 tensors are written once to an .npz (and, for the synthetic
 1-billion-parameter model, a 4 GB .safetensors that nnr streams). Every measurement runs in a
@@ -281,9 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer", default=os.environ.get("NNR_PEER_VENV", str(REPO / ".peer-venv")))
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--quick", action="store_true", help="small synthetic model")
+    ap.add_argument("--threads", default=None,
+                    help="comma-separated nnr thread counts (default: 1 and all cores)")
     args = ap.parse_args(argv)
     peer = Path(args.peer) if (Path(args.peer) / "bin" / "python").exists() else None
-    threads = sorted({1, os.cpu_count() or 1})
+    threads = (sorted({int(t) for t in args.threads.split(",")}) if args.threads else
+               sorted({1, os.cpu_count() or 1}))
     makers = {"minilm": minilm, "efficientnet": efficientnet, "resnet18": resnet18}
     results = []
     with tempfile.TemporaryDirectory(prefix="nnr-bench-") as tmp:

@@ -220,7 +220,7 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
        model's distortion is predicted as sum_i s_i E_i(q_i) (additive noise model);
     4. allocation: for a multiplier lambda each group takes argmin_q R_i(q) + lambda s_i E_i(q);
        the allocations of the whole lambda path are judged from the best global qp's size
-       downwards in steps of about 3 % until four in a row are rejected;
+       downwards in steps of about 3 % until six in a row are rejected;
     5. refinement: with the evaluations left, single groups are coarsened one qp step, most
        bytes saved per predicted distortion first, kept when still accepted, in passes.
 
@@ -330,7 +330,7 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
     # 4. Lagrangian allocations: the whole path (exact sizes from the tables, no evaluation),
     #    then walked from the best global qp's size downwards in steps of about 3 %; a verdict
     #    that is not monotone in the size (a classifier judged on a few samples) does not stop
-    #    the walk until four candidates in a row are rejected
+    #    the walk until six candidates in a row are rejected
     pred = sum(s[g] * err[g][start[g]] for g in grid)
     size0 = sum(rate[g][start[g]] for g in grid)
     centre = float(np.log(size0 / pred)) if pred > 0 else 0.0
@@ -344,7 +344,7 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
     target = float(best["size"] - _HEADER_BYTES) if best["size"] is not None else float("inf")
     misses, reserve = 0, max(4, left() // 4)
     for size, alloc in candidates:
-        if left() <= reserve or misses >= 4:
+        if left() <= reserve or misses >= 6:
             break
         if size > target:
             continue
