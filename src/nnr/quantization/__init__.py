@@ -25,8 +25,12 @@ def step_size_double(qp: int, qp_density: int) -> float:
 
 
 def step_size(qp: int, qp_density: int) -> np.float32:
-    """Step size as the C++ core uses it: the double value rounded to float32."""
-    return np.float32(step_size_double(qp, qp_density))
+    """Step size as the C++ core uses it: the double value rounded to float32 (inf when it
+    exceeds the float32 range, 0 when it underflows; callers decide whether that is valid)."""
+    d = step_size_double(qp, qp_density)
+    if d > float(np.finfo(np.float32).max):
+        return np.float32(np.inf)
+    return np.float32(d)
 
 
 def quantize(w: np.ndarray, rows: int, cols: int, *, qp: int, qp_density: int, dq: bool,
