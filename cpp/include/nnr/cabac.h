@@ -13,45 +13,54 @@
 
 namespace nnr {
 
-// One adaptive binary context: fast state S0, combined state S0 + S1 (S1 the slow state,
-// stored as S0plusS1 = S1 + 16*S0), two window shifts and the index of its init set.
+// One adaptive binary context: fast state S0 and slow state S1 (the reference keeps S0 and
+// S0plusS1 = S1 + 16*S0), two window shifts given by the index of its init set.
+//
+// Kept as x = 16*S0 and y = S1, all int16 (no char-typed member: stores into the contexts then
+// cannot alias the coder state in the compiler's eyes). S0plusS1 = x + y, and both states
+// index the update curve by >> 7, as (16*S0) >> 7 == S0 >> 3. The reference update
+//   s += sign * (kUpdateCurve[16 + ((sign * s) >> k)] >> shift),  sign = bin ? 1 : -1
+// becomes one lookup per state: for bin 1 the curve index is 16 + (s >> 7); for bin 0 it is
+// 16 + ((-s) >> 7) = 16 - ceil(s / 128) = 15 - ((s - 1) >> 7). So ((s + bin - 1) >> 7) + 16
+// selects the entry in both cases, and the row of the init set (tables::kEngine.update) holds
+// the signed, shifted delta there. Every reachable state keeps S0 in [-123, 123] and S1 in
+// [-1923, 1923] (exhaustive search from all 9 init sets; cpp/tests/test_engine_reference.cpp
+// checks this model against the reference on all of them), so no index leaves its table and
+// S0 never wraps as the reference's int8 could.
 class Context {
  public:
   void init(int set = 0) {
-    init_set_ = static_cast<uint8_t>(set);
-    const int16_t* e = tables::kInitSets[set];
-    s01_ = e[2];
-    s0_ = static_cast<int8_t>(e[3]);
-    shifts_ = static_cast<uint8_t>(e[0] + 4 + (e[1] << 4));
+    set_ = static_cast<int16_t>(set);
+    update_ = tables::kEngine.update[set];
+    reset();
   }
   void reset() {
-    const int16_t* e = tables::kInitSets[init_set_];
-    s01_ = e[2];
-    s0_ = static_cast<int8_t>(e[3]);
+    const int16_t* e = tables::kInitSets[set_];
+    x_ = static_cast<int16_t>(16 * e[3]);
+    y_ = static_cast<int16_t>(e[2] - 16 * e[3]);
   }
   void update(uint32_t bin) {
-    const int sign = bin ? 1 : -1;
-    int s1 = s01_ - s0_ * 16;
-    const int sh0 = shifts_ & 15, sh1 = shifts_ >> 4;
-    s0_ = static_cast<int8_t>(s0_ + sign * (tables::kUpdateCurve[16 + ((sign * s0_) >> 3)] >> sh0));
-    s1 += sign * (tables::kUpdateCurve[16 + ((sign * s1) >> 7)] >> sh1);
-    s01_ = static_cast<int16_t>(s1 + 16 * s0_);
+    const intptr_t bias = intptr_t(bin) - 1;
+    const int16_t* t = update_ + 64 * bin + 16;
+    x_ = static_cast<int16_t>(x_ + t[(intptr_t(x_) + bias) >> 7]);
+    y_ = static_cast<int16_t>(y_ + t[32 + ((intptr_t(y_) + bias) >> 7)]);
   }
+  // S0plusS1: its sign is the MPS, its magnitude >> 7 the probability distance. (intptr_t: the
+  // same sign-extended loads serve update()'s table indices.)
+  intptr_t state() const { return intptr_t(x_) + intptr_t(y_); }
   uint32_t rlps(uint32_t range) const {
-    int d = s01_ >> 7;
-    if (d < 0) d = -d;
-    return tables::kLpsTable[d + (range & 0xE0)];
+    return tables::kEngine.lps[((range & 0xE0) << 1) + uint32_t((state() >> 7) + 32)];
   }
-  uint32_t mps() const { return s01_ >= 0 ? 1u : 0u; }
+  uint32_t mps() const { return state() >= 0 ? 1u : 0u; }
   // Estimated cost of coding `bin` in 1/32768 bit.
-  uint32_t cost(uint32_t bin) const { return tables::kEstBits[512 + (s01_ >> 3)][bin]; }
-  int init_set() const { return init_set_; }
+  uint32_t cost(uint32_t bin) const { return tables::kEstBits[512 + (state() >> 3)][bin]; }
+  int init_set() const { return set_; }
 
  private:
-  int8_t s0_ = 0;
-  int16_t s01_ = 0;
-  uint8_t shifts_ = 0;
-  uint8_t init_set_ = 0;
+  int16_t x_ = 0;    // 16 * S0
+  int16_t y_ = 0;    // S1
+  int16_t set_ = 0;  // init set
+  const int16_t* update_ = tables::kEngine.update[0];  // the row of the set's window shifts
 };
 
 // Tracks one context under all 9 init sets at once, adding up the estimated bits of each;
@@ -106,20 +115,38 @@ class BinEncoder {
   uint32_t num_buffered_ = 0;
 };
 
+// The decoder keeps NNCodec's 32-bit value register (`value`: the offset scaled by 2^7; bits
+// above the 9-bit offset only occur in the invalid states corrupt data can lead to, and wrap
+// around as in the reference) in the top half of a 64-bit window whose lower half holds payload
+// bits read ahead: window = value << 32 | read-ahead. The range is scaled the same way
+// (range << 39), so every comparison and subtraction of the engine is the reference's, on
+// multiples of 2^39 where the read-ahead bits cannot change a decision. The reference reads a
+// byte each time the offset runs out of bits; the window is refilled up to five bytes at a
+// time, and `cnt_` counts the bits it holds below the offset's least significant bit (window
+// bit 39). When the offset needs a bit (cnt_ < 0) that lies beyond the end of the payload, it
+// throws Error(Truncated) at exactly the bin where the reference's byte read throws. Positions
+// (bit_position, bytes_read, stop_pattern_ok) are the reference's.
+//
+// The range is in [256, 510] whenever a bin is decoded. After decode_terminate() returned 1 the
+// payload has ended; decoding further bins is meaningless (but still safe).
 class BinDecoder {
  public:
   BinDecoder(const uint8_t* data, size_t size);
   BinDecoder(const BinDecoder&) = default;
   BinDecoder& operator=(const BinDecoder&) = default;
   uint32_t decode(Context& ctx);
+  // decode() without the context update, for callers that branch on the bin anyway and then
+  // update with the constant bin (ctx.update(0) / ctx.update(1) inline to less work).
+  uint32_t decode_raw(const Context& ctx);
   uint32_t decode_bypass();
   uint32_t decode_bypass_bins(uint32_t count);  // count <= 32
   uint32_t decode_terminate();
-  void entry_point_start() { range_ = 256; }
+  void entry_point_start() { range_ = uint64_t(256) << 39; }
   // Bits the value register has shifted in since the start of the payload (NNCodec's P).
-  uint64_t bit_position() const { return 8ull * pos_ - 8 + static_cast<int64_t>(bits_needed_); }
-  uint32_t offset9() const { return value_ >> 7; }
-  size_t bytes_read() const { return pos_; }
+  uint64_t bit_position() const { return 8ull * pos_ - 9 - static_cast<int64_t>(cnt_); }
+  uint32_t offset9() const { return static_cast<uint32_t>(window_ >> 39); }
+  // Bytes the reference decoder has read: the offset's bits and the rest of their last byte.
+  size_t bytes_read() const { return size_t(bit_position() >> 3) + 2; }
   // True when the last byte consumed ends with the stop bit and zero padding.
   bool stop_pattern_ok() const;
   // A decoder on the same buffer resumed at an entry point: `bit_position` as returned by
@@ -127,16 +154,37 @@ class BinDecoder {
   BinDecoder at_entry_point(uint64_t bit_position, uint32_t offset9) const;
 
  private:
-  uint32_t next_byte() {
-    if (pos_ >= size_) throw Error(ErrorKind::Truncated, "CABAC payload ends early", static_cast<std::ptrdiff_t>(size_));
-    return data_[pos_++];
+  // Ensures `need` (<= 32) bits below the offset, reading whole bytes; throws Error(Truncated)
+  // when the payload has too few. Inline and without taking the decoder's address, so that a
+  // local copy of the decoder stays in registers in the tensor loop.
+  void fill(int32_t need) {
+    const size_t avail = size_ - pos_;
+    uint32_t n = uint32_t(39 - cnt_) >> 3;  // whole bytes that fit below the bits held
+    if (n > avail) n = uint32_t(avail);
+    if (n > 0) {
+      uint64_t bytes = 0;
+      if (avail >= 8) {
+        const uint8_t* p = data_ + pos_;  // compilers turn this into one load and a byte swap
+        bytes = uint64_t(p[0]) << 56 | uint64_t(p[1]) << 48 | uint64_t(p[2]) << 40 | uint64_t(p[3]) << 32 |
+                uint64_t(p[4]) << 24 | uint64_t(p[5]) << 16 | uint64_t(p[6]) << 8 | uint64_t(p[7]);
+        bytes >>= 64 - 8 * n;
+      } else {
+        for (uint32_t i = 0; i < n; ++i) bytes = (bytes << 8) | data_[pos_ + i];
+      }
+      window_ |= bytes << (39 - cnt_ - int32_t(8 * n));
+      pos_ += n;
+      cnt_ += int32_t(8 * n);
+    }
+    if (cnt_ < need) truncated(size_);
   }
+  [[noreturn]] static void truncated(size_t size);
+
   const uint8_t* data_;
   size_t size_;
-  size_t pos_ = 0;
-  uint32_t range_ = 510;
-  uint32_t value_ = 0;
-  int32_t bits_needed_ = -8;
+  size_t pos_ = 0;         // bytes moved into the window
+  uint64_t window_ = 0;    // value << 32 | read-ahead bits, zero below the bits held
+  uint64_t range_ = uint64_t(510) << 39;  // range, scaled like the value (<< 39)
+  int32_t cnt_ = -9;       // bits held below the offset (window bits [39 - cnt_, 39))
 };
 
 // ---- hot paths, inline so that the tensor loop keeps the coder state in registers
@@ -162,24 +210,75 @@ inline void BinEncoder::encode(uint32_t bin, Context& ctx) {
   ctx.update(bin);
 }
 
-inline uint32_t BinDecoder::decode(Context& ctx) {
-  const uint32_t lps = ctx.rlps(range_);
-  const uint32_t mps_range = range_ - lps;
-  // Branch-free: is_lps is all ones when the offset falls into the LPS sub-range.
-  const int32_t is_lps = int32_t(mps_range + ~(value_ >> 7)) >> 31;
-  range_ = mps_range ^ ((mps_range ^ lps) & uint32_t(is_lps));
-  value_ -= (mps_range << 7) & uint32_t(is_lps);
-  const uint32_t bin = ctx.mps() ^ uint32_t(is_lps & 1);
-  const uint32_t n = uint32_t(__builtin_clz(range_)) - 23;
-  range_ <<= n;
-  value_ <<= n;
-  bits_needed_ += static_cast<int32_t>(n);
-  if (bits_needed_ >= 0) {
-    value_ += next_byte() << bits_needed_;
-    bits_needed_ -= 8;
+inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
+  const intptr_t state = ctx.state();
+  // rLPS by probability distance and the range's bits 5..7: range_ >> 44 == range >> 5 is in
+  // [8, 15] (bit 8 is set), so no mask is needed.
+  const uint64_t lps_range =
+      tables::kEngine.lps_scaled[8 * (state >> 7) + intptr_t(range_ >> 44) + (8 * 32 - 8)];
+  const uint64_t mps_range = range_ - lps_range;
+  const uint32_t mps = state >= 0 ? 1u : 0u;
+  uint32_t bin, n;
+  // A branch rather than selects: the MPS path, by far the more frequent, then renormalizes
+  // with one comparison (mps range >= 128 for any range in [256, 510]: at most one bit), and
+  // measured faster than the branch-free form on real streams.
+  if (window_ >= mps_range) {  // the offset falls into the LPS sub-range
+    window_ -= mps_range;
+    range_ = lps_range;
+    bin = mps ^ 1;
+    n = uint32_t(__builtin_clzll(range_)) - 16;  // back to [256, 510]
+  } else {
+    range_ = mps_range;
+    bin = mps;
+    n = uint32_t(mps_range >> 47) ^ 1;
   }
+  range_ <<= n;
+  window_ <<= n;
+  cnt_ -= int32_t(n);
+  if (__builtin_expect(cnt_ < 0, 0)) fill(0);  // once per 33 to 40 bits of payload
+  return bin;
+}
+
+inline uint32_t BinDecoder::decode(Context& ctx) {
+  const uint32_t bin = decode_raw(ctx);
   ctx.update(bin);
   return bin;
+}
+
+inline uint32_t BinDecoder::decode_bypass() {
+  window_ <<= 1;
+  if (__builtin_expect(--cnt_ < 0, 0)) fill(0);
+  if (window_ >= range_) {
+    window_ -= range_;
+    return 1;
+  }
+  return 0;
+}
+
+inline uint32_t BinDecoder::decode_bypass_bins(uint32_t count) {
+  if (count == 0) return 0;
+  // The reference reads the bytes of these bins one by one and throws at the first that is
+  // missing; reading them up front throws in exactly the same cases.
+  if (cnt_ < int32_t(count)) fill(int32_t(count));
+  cnt_ -= int32_t(count);
+  if (range_ == uint64_t(256) << 39) {
+    // After an entry point the reference takes the bins as the next bits of the offset and
+    // keeps the value to 15 bits (value = (value << n) & 0x7FFF, value bit 15 = window bit 47).
+    const uint32_t bins = uint32_t(window_ >> (47 - count)) & uint32_t((uint64_t(1) << count) - 1);
+    window_ = (window_ << count) & ((uint64_t(1) << 47) - 1);
+    return bins;
+  }
+  const uint64_t range = range_;
+  uint64_t w = window_;
+  uint32_t bins = 0;
+  for (uint32_t i = 0; i < count; ++i) {  // bin by bin as decode_bypass, without the refills
+    w <<= 1;
+    const uint64_t one = uint64_t(0) - uint64_t(w >= range);  // all ones for a 1
+    w -= range & one;
+    bins = 2 * bins - uint32_t(one);
+  }
+  window_ = w;
+  return bins;
 }
 
 }  // namespace nnr

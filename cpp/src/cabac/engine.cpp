@@ -83,58 +83,25 @@ void BinEncoder::finish() {
 
 // ---------------------------------------------------------------- decoder
 
-BinDecoder::BinDecoder(const uint8_t* data, size_t size) : data_(data), size_(size) {
-  const uint32_t b0 = next_byte();
-  const uint32_t b1 = next_byte();
-  value_ = (b0 << 8) | b1;
+void BinDecoder::truncated(size_t size) {
+  throw Error(ErrorKind::Truncated, "CABAC payload ends early", static_cast<std::ptrdiff_t>(size));
 }
 
-uint32_t BinDecoder::decode_bypass() {
-  value_ += value_;
-  if (++bits_needed_ >= 0) {
-    value_ += next_byte();
-    bits_needed_ = -8;
-  }
-  const uint32_t scaled = range_ << 7;
-  if (value_ >= scaled) {
-    value_ -= scaled;
-    return 1;
-  }
-  return 0;
-}
-
-uint32_t BinDecoder::decode_bypass_bins(uint32_t count) {
-  if (range_ == 256) {  // after an entry point: the bins are the next bits of the offset
-    uint32_t bins = 0;
-    while (count > 0) {
-      const uint32_t n = count < 8 ? count : 8;
-      bins = (bins << n) | ((value_ >> (15 - n)) & ((1u << n) - 1));
-      value_ = (value_ << n) & 0x7FFF;
-      count -= n;
-      bits_needed_ += static_cast<int32_t>(n);
-      if (bits_needed_ >= 0) {
-        value_ |= next_byte() << bits_needed_;
-        bits_needed_ -= 8;
-      }
-    }
-    return bins;
-  }
-  uint32_t bins = 0;
-  for (uint32_t i = 0; i < count; ++i) bins = (bins << 1) | decode_bypass();
-  return bins;
-}
+// The reference reads two bytes here (throwing on a buffer shorter than that); the window
+// takes what it can hold and must get the 9 bits of the first offset.
+BinDecoder::BinDecoder(const uint8_t* data, size_t size) : data_(data), size_(size) { fill(0); }
 
 uint32_t BinDecoder::decode_terminate() {
-  range_ -= 2;
-  const uint32_t scaled = range_ << 7;
-  if (value_ >= scaled) return 1;
-  if (range_ < 256) {
+  const uint64_t range = range_ - (uint64_t(2) << 39);
+  // A 1 ends the payload. The reference leaves range - 2 behind, which nothing observes (the
+  // position and the stop pattern do not depend on it); keeping the range in [256, 510] keeps
+  // any further (meaningless) decoding free of undefined shifts.
+  if (window_ >= range) return 1;
+  range_ = range;
+  if (range_ < uint64_t(256) << 39) {
     range_ += range_;
-    value_ += value_;
-    if (++bits_needed_ == 0) {
-      value_ += next_byte();
-      bits_needed_ = -8;
-    }
+    window_ <<= 1;
+    if (--cnt_ < 0) fill(0);
   }
   return 0;
 }
@@ -151,17 +118,23 @@ BinDecoder BinDecoder::at_entry_point(uint64_t bit_position, uint32_t offset9) c
     needed += 8;
   if (bytes < 1 || bytes > size_ || offset9 > 255)
     throw Error(ErrorKind::NonConforming, "entry point outside the payload", std::ptrdiff_t(bytes));
+  // The reference's state: bytes read, the offset and the 7 - (needed + 8) bits of the last byte
+  // read that follow it; the window reads on from there.
+  const uint32_t value = (offset9 << 7) + ((uint32_t(data_[bytes - 1]) << (8 + needed)) & 127);
   d.pos_ = size_t(bytes);
-  d.bits_needed_ = needed;
-  d.range_ = 256;
-  d.value_ = (offset9 << 7) + ((uint32_t(data_[bytes - 1]) << (8 + needed)) & 127);
+  d.cnt_ = -1 - needed;
+  d.range_ = uint64_t(256) << 39;
+  d.window_ = uint64_t(value) << 32;
   return d;
 }
 
 bool BinDecoder::stop_pattern_ok() const {
-  if (pos_ == 0) return false;
-  const uint32_t last = data_[pos_ - 1];
-  return ((last << (8 + bits_needed_)) & 0xFF) == 0x80;
+  // The reference's byte count and bits_needed (in [-8, -1]) at this bit position.
+  const uint64_t p = bit_position();
+  const size_t pos = bytes_read();
+  const int32_t bits_needed = int32_t(int64_t(p) - 8 * int64_t(pos) + 8);
+  const uint32_t last = data_[pos - 1];
+  return ((last << (8 + bits_needed)) & 0xFF) == 0x80;
 }
 
 }  // namespace nnr

@@ -1,11 +1,12 @@
 // DeepCABAC constant tables (ISO/IEC 15938-17; values as in NNCodec's ContextModel.cpp).
-// Data only: generated once from the reference tables, checked by tests/unit/test_core_tables.py.
+// The reference tables are data, generated once from NNCodec; the tables after them are
+// derived from those at compile time (layouts for the engine's hot paths).
 #include "nnr/tables.h"
 
 namespace nnr::tables {
 
 // rLPS by ((range >> 5) & 7) row (range & 0xE0 selects the row start) and probability distance.
-const uint8_t kLpsTable[256] = {
+constexpr uint8_t kLpsTable[256] = {
     128, 112, 97, 84, 74, 65, 57, 50, 45, 39, 34, 30, 27, 23, 20, 18,
     15, 14, 12, 11, 10, 9, 7, 7, 5, 5, 4, 4, 3, 3, 2, 2,
     142, 125, 108, 93, 82, 72, 63, 56, 50, 43, 38, 33, 30, 26, 22, 20,
@@ -25,13 +26,13 @@ const uint8_t kLpsTable[256] = {
 };
 
 // Dual-rate probability update curve, indexed 16 + (sign * state >> shift).
-const int16_t kUpdateCurve[32] = {
+constexpr int16_t kUpdateCurve[32] = {
     2512, 2288, 2064, 1840, 1616, 1392, 1168, 944, 720, 560, 464, 368, 272, 208, 144, 80,
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 0,
 };
 
 // The 9 selectable initialisation sets: {SH0, SH1, S0plusS1, S0}; shift0 = SH0 + 4, shift1 = SH1.
-const int16_t kInitSets[9][4] = {
+constexpr int16_t kInitSets[9][4] = {
     {1, 4, 0, 0},
     {1, 4, -1310, -41},
     {1, 4, 3039, 95},
@@ -174,5 +175,47 @@ const uint32_t kEstBits[1024][2] = {
     {231765, 352}, {232165, 349}, {232566, 346}, {232967, 344}, {233368, 341}, {233769, 338}, {234169, 335}, {234570, 332},
     {234971, 329}, {235372, 326}, {235773, 324}, {236173, 321}, {236574, 318}, {236975, 316}, {237376, 313}, {237777, 310},
 };
+
+// ---- derived tables (compile time, from the tables above)
+
+namespace {
+
+constexpr void make_lps_by_sign(EngineTables& t) {
+  for (int row = 0; row < 8; ++row)
+    for (int j = 0; j < 64; ++j) {
+      const int d = j - 32;  // S0plusS1 >> 7
+      const int a = d < 0 ? -d : d;
+      t.lps[row * 64 + j] = a < 32 ? kLpsTable[row * 32 + a] : 0;  // |d| = 32 is unreachable
+      t.lps_scaled[j * 8 + row] = uint64_t(t.lps[row * 64 + j]) << 39;
+    }
+}
+
+// Row of one init set: for bin b at [64 * b], the deltas of 16 * S0 at [0, 32) and of S1 at
+// [32, 64), indexed ((state + b - 1) >> 7) + 16 (see Context::update).
+constexpr void make_state_update(EngineTables& t) {
+  for (int set = 0; set < 9; ++set) {
+    const int sh[2] = {kInitSets[set][0] + 4, kInitSets[set][1]};
+    for (int which = 0; which < 2; ++which) {
+      const int scale = which == 0 ? 16 : 1;  // the fast state is kept as 16 * S0
+      for (int j = 0; j < 32; ++j) {
+        // bin 1: j = 16 + (s >> shift) is the curve index itself, the state moves up.
+        t.update[set][64 + 32 * which + j] = int16_t(scale * (kUpdateCurve[j] >> sh[which]));
+        // bin 0: j = 15 + ceil(s / 2^shift), the curve index 16 + (-s >> shift) = 31 - j.
+        t.update[set][32 * which + j] = int16_t(-scale * (kUpdateCurve[31 - j] >> sh[which]));
+      }
+    }
+  }
+}
+
+constexpr EngineTables make_engine_tables() {
+  EngineTables t{};
+  make_lps_by_sign(t);
+  make_state_update(t);
+  return t;
+}
+
+}  // namespace
+
+constexpr EngineTables kEngine = make_engine_tables();
 
 }  // namespace nnr::tables

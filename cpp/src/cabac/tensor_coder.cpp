@@ -176,7 +176,104 @@ class TensorDecoder {
   int decode_rows(BinDecoder& dec, std::vector<Context>& ctx, int state, int32_t* out, bool tca,
                   const uint8_t* hist, const uint8_t* skip, std::vector<EntryPointState>& eps,
                   uint32_t first, uint32_t end) {
+    // The loop works on a local copy of the decoder whose address is never taken, so that its
+    // state lives in registers; the caller's decoder gets the final state.
+    BinDecoder d = dec;
+    if (cb_.size == 0 && !tca && hist == nullptr)
+      state = decode_rows_plain(d, ctx.data(), state, out, skip, eps, first, end);
+    else
+      state = decode_rows_general(d, ctx.data(), state, out, tca, hist, skip, eps, first, end);
+    dec = d;
+    return state;
+  }
+
+  // The common case: no codebook limits (profile 0, or profile 1 without a codebook), no TCA,
+  // no HDSP. Then the sign is always coded, every greater-than flag up to num_gtx and every
+  // remainder prefix bin is coded (max_abs == -1 in decode_level), the contexts depend only on
+  // the DQ state and the class of the previous level, and the greater-than contexts of one
+  // sign are every other context from kGtx + (level < 0). Same bins, contexts and checks as
+  // decode_level, in the same order.
+  int decode_rows_plain(BinDecoder& dec, Context* ctx, int state, int32_t* out, const uint8_t* skip,
+                        std::vector<EntryPointState>& eps, uint32_t first, uint32_t end) {
+    const bool dq = p_.dq;
+    const bool legacy = p_.legacy_v03;
+    const uint32_t cols = p_.cols;
+    const uint32_t num_gtx = L_.num_gtx;
+    const uint32_t cap = legacy ? 32 : 31;  // remainder prefix bins
+    const size_t num_ctx = size_t(L_.size());
+    Context* const rem = ctx + L_.rem();
+    int cls = 0;  // Modeler::cls of the previous level
+    walk(
+        p_, skip,
+        [&](uint64_t pos) {
+          // Bins the loop branches on anyway are decoded with decode_raw and the context is
+          // updated with the then known constant bin.
+          Context& sig = ctx[Layout::kSig + 3 * state + cls];
+          if (!dec.decode_raw(sig)) {
+            sig.update(0);
+            out[pos] = 0;
+            cls = 0;
+            if (dq) state = kDqNext[state][0];
+            return;
+          }
+          sig.update(1);
+          const uint32_t negative = dec.decode(ctx[Layout::kSign + cls]);
+          // Greater-than flags until a 0 or num_gtx of them; v = 1 + the number of ones.
+          Context* const g0 = ctx + Layout::kGtx + negative;
+          Context* const g_end = g0 + 2 * num_gtx;
+          Context* g = g0;
+          do {
+            if (!dec.decode_raw(*g)) {
+              g->update(0);
+              break;
+            }
+            g->update(1);
+            g += 2;
+          } while (g != g_end);
+          uint64_t v = 1 + uint64_t(g - g0) / 2;
+          if (g == g_end) {  // all num_gtx flags set: remainder
+            // Prefix: ones until a 0 or cap of them; each 1 adds 2^i (bits ones: 2^bits - 1).
+            uint32_t bits = 0;
+            for (; bits < cap; ++bits) {
+              if (!dec.decode_raw(rem[bits])) {
+                rem[bits].update(0);
+                break;
+              }
+              rem[bits].update(1);
+            }
+            v += (uint64_t(1) << bits) - 1;
+            if (legacy && bits == cap) throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
+            v += dec.decode_bypass_bins(bits);
+            if (v > (uint64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+          }
+          int64_t k = negative ? -int64_t(v) : int64_t(v);
+          if (dq) {
+            k = 2 * k + (negative ? (state & 1) : -(state & 1));
+            state = kDqNext[state][v & 1];
+          }
+          if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
+            throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+          out[pos] = int32_t(k);
+          cls = negative ? 1 : 2;
+        },
+        [&]() {
+          if (dq)
+            for (uint32_t a = 0; a < cols; ++a) state = kDqNext[state][0];
+        },
+        [&]() {
+          for (size_t i = 0; i < num_ctx; ++i) ctx[i].reset();
+          cls = 0;
+          dec.entry_point_start();
+          eps.push_back({dec.bit_position(), dec.offset9(), uint32_t(state)});
+        },
+        first, end);
+    return state;
+  }
+
+  int decode_rows_general(BinDecoder& dec, Context* ctx, int state, int32_t* out, bool tca, const uint8_t* hist,
+                          const uint8_t* skip, std::vector<EntryPointState>& eps, uint32_t first, uint32_t end) {
     Modeler m;
+    const size_t num_ctx = size_t(L_.size());
     walk(
         p_, skip,
         [&](uint64_t pos) {
@@ -198,7 +295,7 @@ class TensorDecoder {
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (auto& c : ctx) c.reset();
+          for (size_t i = 0; i < num_ctx; ++i) ctx[i].reset();
           m = Modeler();
           dec.entry_point_start();
           eps.push_back({dec.bit_position(), dec.offset9(), uint32_t(state)});
@@ -267,7 +364,7 @@ class TensorDecoder {
   }
 
  private:
-  int64_t decode_level(BinDecoder& dec, std::vector<Context>& ctx, const Modeler& m, int state) {
+  int64_t decode_level(BinDecoder& dec, Context* ctx, const Modeler& m, int state) {
     if (p_.profile == 1 && cb_.size == 1) return 0;
     if (!dec.decode(ctx[m.sig(state)])) return 0;
     int64_t v = 1;
