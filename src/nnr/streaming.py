@@ -10,7 +10,6 @@ directory and are renamed at the end, so no half-written file is ever left behin
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import struct
 import tempfile
@@ -37,10 +36,12 @@ _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np
 
 
 class SafetensorsReader(Mapping):
-    """Lazy, memory-mapped reader of a ``.safetensors`` file (numpy only).
+    """Lazy reader of a ``.safetensors`` file (numpy only).
 
-    Each access copies one tensor out of the map (bfloat16 is widened to float32); the
-    ``__metadata__`` entry is in :attr:`metadata`.
+    Each access reads one tensor from the file into a fresh array (bfloat16 is widened to
+    float32), so that only the tensors in flight are resident: a memory map would keep every
+    page it touched in the process's RSS until the kernel evicts it. The ``__metadata__`` entry
+    is in :attr:`metadata`.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -54,7 +55,7 @@ class SafetensorsReader(Mapping):
             if n > min(size - 8, 100 << 20):
                 raise ConfigError(f"{path}: safetensors header size {n} is invalid")
             header = json.loads(self._file.read(n))
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            self._size = size
         except (ValueError, UnicodeDecodeError) as exc:
             self._file.close()
             raise ConfigError(f"{path}: not a safetensors file ({exc})") from None
@@ -69,12 +70,21 @@ class SafetensorsReader(Mapping):
         e = self._entries[name]
         begin, end = (self._start + int(o) for o in e["data_offsets"])
         shape = tuple(int(d) for d in e["shape"])
-        if e["dtype"] == "BF16":
-            raw = np.frombuffer(self._map, dtype="<u2", count=(end - begin) // 2, offset=begin)
-            return (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
-        dt = np.dtype(_ST_DTYPES[e["dtype"]]).newbyteorder("<")
-        count = (end - begin) // dt.itemsize
-        return np.frombuffer(self._map, dtype=dt, count=count, offset=begin).reshape(shape).copy()
+        if not self._start <= begin <= end <= self._size:
+            raise ConfigError(f"tensor {name!r}: data offsets outside the safetensors file")
+        bf16 = e["dtype"] == "BF16"
+        dt = np.dtype("<u2" if bf16 else _ST_DTYPES[e["dtype"]]).newbyteorder("<")
+        out = np.empty((end - begin) // dt.itemsize, dtype=dt)
+        view = memoryview(out).cast("B")
+        got = 0
+        while got < len(view):
+            n = os.preadv(self._file.fileno(), [view[got:]], begin + got)
+            if n <= 0:
+                raise ConfigError(f"tensor {name!r}: the safetensors file ends early")
+            got += n
+        if bf16:
+            return (out.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+        return out.reshape(shape)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
@@ -83,8 +93,6 @@ class SafetensorsReader(Mapping):
         return len(self._entries)
 
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
         self._file.close()
 
 
