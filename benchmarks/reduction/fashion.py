@@ -4,7 +4,7 @@ quantization alone. Fine-tuning uses the 60k training images (mini-batches of 12
 
     nice -n 10 python benchmarks/reduction/fashion.py [tool ...]     # default: all
     tools: quantization finetune bnf ls lsa sparsify sparsify_fc1 closs closs_global prune
-           micro unify lowrank
+           micro unify lowrank lowrank_ft
 
 Writes benchmarks/results/reduction_fashion_cnn.json (series merged in) and the PNG.
 """
@@ -229,10 +229,38 @@ def run_lowrank(res, t, ev, loss_fn):
                    {"tolerance": tol}, curve(t, ev, TOOL_QPS, low_rank=tol), {"ranks": ranks})
 
 
+LOWRANK_FT = FineTune(steps=300, lr=3e-4)
+
+
+def run_lowrank_ft(res, t, ev, loss_fn):
+    """Low rank, then G and H fine-tuned on the task loss (fine_tune_low_rank), coded as
+    they are (low_rank={w: LowRank}); the plain series is run_lowrank's."""
+    from nnr.reduction import apply_low_rank, decompose, fine_tune_low_rank
+    for tol in (0.35, 0.5, 0.65):
+        _, factors = decompose(t, tol)
+        t0 = time.perf_counter()
+        tuned, hist = fine_tune_low_rank(t, factors, make_loss(), LOWRANK_FT)
+        seconds = time.perf_counter() - t0
+        before = ev(apply_low_rank(t, factors))["top1"]
+        after = ev(apply_low_rank(t, tuned))["top1"]
+        log(f"low rank {tol} + FT: float top1 {before:.4f} -> {after:.4f} ({seconds:.0f} s)")
+        res.series(f"low rank + FT:{tol}", "low-rank decomposition + FT of G, H",
+                   {"tolerance": tol, "steps": LOWRANK_FT.steps, "lr": LOWRANK_FT.lr,
+                    "batch": 64}, curve(t, ev, TOOL_QPS, low_rank=tuned),
+                   {"ranks": {k: v.rank for k, v in tuned.items()},
+                    "parameters": int(sum(np.size(a) for k, a in t.items() if k not in tuned)
+                                      + sum(v.g.size + v.h.size for v in tuned.values())),
+                    "top1_float_svd": before, "top1_float_finetuned": after,
+                    "error_after": {k: v.error for k, v in tuned.items()},
+                    "loss_first": float(np.mean(hist[:20])),
+                    "loss_last": float(np.mean(hist[-20:])), "seconds": round(seconds, 1)})
+
+
 TOOLS = {"quantization": run_quantization, "finetune": run_finetune, "bnf": run_bnf,
          "ls": run_ls, "lsa": run_lsa, "sparsify": run_sparsify,
          "sparsify_fc1": run_sparsify_fc1, "closs": run_closs, "closs_global": run_closs_global,
-         "prune": run_prune, "micro": run_micro, "unify": run_unify, "lowrank": run_lowrank}
+         "prune": run_prune, "micro": run_micro, "unify": run_unify, "lowrank": run_lowrank,
+         "lowrank_ft": run_lowrank_ft}
 
 
 def main(argv: list[str]) -> int:

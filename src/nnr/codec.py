@@ -45,11 +45,14 @@ def encode(tensors: Mapping[str, Any], config: EncodeConfig | None = None, *,
 
 @dataclass
 class DecodedStream:
-    """A decoded stream: its tensors, the topology unit's content and the profile."""
+    """A decoded stream: its tensors, the topology unit's content and the profile; the MPS
+    performance maps and the per-layer (NNR_LPS) maps as :func:`inspect` reports them."""
 
     tensors: dict[str, np.ndarray]
     topology: Topology | None
     profile: int
+    performance_maps: dict[str, Any] = field(default_factory=dict)
+    layer_performance_maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
@@ -64,14 +67,19 @@ def decode_stream(data: bytes | bytearray | memoryview, *, state: DecoderState |
                          threads=threads)
     pairs = recomposed_units(units) if recompose else \
         ((unit, [(t.name, t.array) for t in tensors]) for unit, _, tensors in units)
+    layers = _LayerMapReader()
     for unit, named in pairs:
         if unit.unit_type == NnrUnitType.STR:
             out.profile = unit.header.general_profile_idc
+        elif unit.unit_type == NnrUnitType.MPS:
+            out.performance_maps = performance_maps_of(unit.payload)
         elif unit.unit_type == NnrUnitType.TPL and unit.payload.topology_data is not None:
             out.topology = Topology(unit.header.topology_storage_format,
                                     bytes(unit.payload.topology_data),
                                     unit.header.topology_compression_format)
+        layers.take(unit)
         out.tensors.update(named)
+    out.layer_performance_maps = layers.finish()
     return out
 
 
@@ -140,6 +148,9 @@ class StreamInfo:
     tools: set[str] = field(default_factory=set)
     #: The MPS performance maps (:func:`performance_maps_of`); empty when there are none.
     performance_maps: dict[str, Any] = field(default_factory=dict)
+    #: The layer maps of the NNR_LPS units, ``{layer: maps}`` (:func:`performance_maps_of`);
+    #: the layer is the weight of the NDU after the LPS (a decomposed weight's own name).
+    layer_performance_maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -178,9 +189,37 @@ def _tools_of(unit, ctx, tensors) -> set[str]:
     return tools
 
 
+class _LayerMapReader:
+    """Collects the maps of NNR_LPS units, each under the layer of the NDU that follows it
+    (an LPS with no NDU after it is reported as ``"#<unit index>"``)."""
+
+    def __init__(self) -> None:
+        self.maps: dict[str, dict[str, Any]] = {}
+        self.pending: list[tuple[int, dict[str, Any]]] = []
+
+    def take(self, unit) -> None:
+        from nnr.decoder import layer_name
+        if unit.unit_type == NnrUnitType.LPS:
+            maps = performance_maps_of(unit.payload)
+            if maps:
+                self.pending.append((unit.index, maps))
+        elif unit.unit_type == NnrUnitType.NDU and self.pending:
+            name = layer_name(unit)
+            for _, maps in self.pending:
+                self.maps.setdefault(name, {}).update(maps)
+            self.pending = []
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        for index, maps in self.pending:
+            self.maps[f"#{index}"] = maps
+        self.pending = []
+        return self.maps
+
+
 def performance_maps_of(mps: Any) -> dict[str, Any]:
-    """The performance maps of a model parameter set as plain values: one list of levels per
-    map present (``sparsification``, ``pruning``, ``unification``, ``decomposition``), and
+    """The performance maps of a model parameter set (or of a layer parameter set, which has
+    no decomposition map and no metric fields) as plain values: one list of levels per map
+    present (``sparsification``, ``pruning``, ``unification``, ``decomposition``), and
     ``metric`` / ``validation_set_performance`` (profile 1). Empty when there is nothing."""
     out: dict[str, Any] = {}
 
@@ -204,17 +243,19 @@ def performance_maps_of(mps: Any) -> dict[str, Any]:
             {"threshold": t, "block_dimensions": list(b), "accuracy": a, **classes(c)}
             for t, b, a, c in zip(m.unification_threshold, m.block_dimensions,
                                   m.upm_nn_accuracy, m.upm_nn_class_accuracy)]
-    m = mps.decomposition_performance_map
+    m = getattr(mps, "decomposition_performance_map", None)
     if m is not None:
         out["decomposition"] = [
             {"mse_threshold": t, "nn_reduction_ratio": r, "accuracy": a, **classes(c)}
             for t, r, a, c in zip(m.mse_threshold, m.nn_reduction_ratio, m.dpm_nn_accuracy,
                                   m.dpm_nn_class_accuracy)]
-    if out or mps.validation_set_performance is not None:
-        if mps.performance_metric_type is not None:
-            out["metric"] = mps.performance_metric_type
-        if mps.validation_set_performance is not None:
-            out["validation_set_performance"] = mps.validation_set_performance
+    metric = getattr(mps, "performance_metric_type", None)
+    validation = getattr(mps, "validation_set_performance", None)
+    if out or validation is not None:
+        if metric is not None:
+            out["metric"] = metric
+        if validation is not None:
+            out["validation_set_performance"] = validation
     return out
 
 
@@ -227,8 +268,10 @@ def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None 
     data = bytes(data)
     info = StreamInfo(profile=0, size=len(data))
     work = copy.deepcopy(state) if state is not None else DecoderState()
+    layers = _LayerMapReader()
     for unit, ctx, tensors in decode_units(data, state=work, legacy=legacy):
         info.units.append(UnitInfo(unit.index, unit.type_name, unit.offset, unit.size))
+        layers.take(unit)
         if unit.unit_type == NnrUnitType.STR:
             info.profile = unit.header.general_profile_idc
         if unit.unit_type == NnrUnitType.MPS:
@@ -243,6 +286,9 @@ def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None 
                 t.name, tuple(int(d) for d in t.array.shape), str(t.array.dtype),
                 PayloadType(t.payload_type).name, t.kind, t.qp, t.dq, t.scan_order, t.codebook,
                 t.ndu_index, t.coded_bytes))
+    info.layer_performance_maps = layers.finish()
+    if info.layer_performance_maps:
+        info.tools.add("layer_performance_maps")
     return info
 
 

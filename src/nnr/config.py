@@ -14,6 +14,7 @@ __all__ = ["EncodeConfig", "DecodeLimits", "BLOCK_ROLES"]
 BLOCK_ROLES = ("weight.ls", "bias", "bn.beta", "bn.gamma", "bn.mean", "bn.var")
 
 _CODEBOOK_MODES = ("off", "on", "auto")
+_STOCHASTIC_MODES = ("binary", "ternary")
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,20 @@ class EncodeConfig:
     NNR_PT_RAW_FLOAT units instead of quantizing them.
     ``low_rank`` (a tolerance, or ``{weight: tolerance}``) codes each weight whose low-rank
     decomposition within that relative Frobenius error saves parameters as G and H (DC tool;
-    :mod:`nnr.reduction.lowrank`). ``performance_maps`` (an
-    :class:`nnr.reduction.PerformanceMaps`) is written into the MPS.
+    :mod:`nnr.reduction.lowrank`); in the mapping a weight may instead name the factors to
+    code (an :class:`nnr.reduction.LowRank`, e.g. fine-tuned by
+    :func:`nnr.reduction.fine_tune_low_rank`). ``performance_maps`` (an
+    :class:`nnr.reduction.PerformanceMaps`) is written into the MPS, its layer maps into
+    NNR_LPS units before their layers' NDUs.
+    ``stochastic`` (``"binary"`` / ``"ternary"``) quantizes every float tensor with two or more
+    dimensions to levels in {-1, 1} / {-1, 0, 1} times one step per tensor by stochastic
+    (unbiased) rounding, drawn from ``seed`` and the tensor's name (same input and seed, same
+    bytes); those NDUs are coded without DQ; 1-D tensors are quantized as usual
+    (:mod:`nnr.quantization.lowbit`). ``bit_depth`` (2..31) is NNCodec's integer-aligned mode
+    (``int_quant_bw``): each float tensor's qp maps its 99.95th percentile of |w| onto the
+    largest ``bit_depth``-bit level (at least 8 bits for 1-D tensors) and its levels are
+    clipped to that range, without DQ (``dq`` is ignored: clipped DQ levels would break the
+    DQ state path); ``qp`` and ``nonweight_qp`` are then unused.
     """
 
     qp: int = -38
@@ -60,6 +73,9 @@ class EncodeConfig:
     raw_float: bool | Collection[str] = False
     low_rank: float | Mapping[str, float] | None = None
     performance_maps: Any = None
+    stochastic: str | None = None
+    seed: int = 0
+    bit_depth: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.qp_density <= 7:
@@ -98,6 +114,7 @@ class EncodeConfig:
                                   "bn.beta, bn.gamma, bn.mean, bn.var")
         self._check_raw_float()
         self._check_reduction()
+        self._check_lowbit()
         if (self.differences or self.tca or self.hdsp) and self.profile == 0:
             raise ConfigError("differences, tca and hdsp are edition-2 tools: they need profile 1")
         if self.parent_id not in ("counter", "sha256"):
@@ -127,10 +144,15 @@ class EncodeConfig:
         weight name); ``performance_maps``: an :class:`nnr.reduction.PerformanceMaps`."""
         lr = self.low_rank
         if lr is not None:
-            values = list(lr.values()) if isinstance(lr, Mapping) else [lr]
-            for v in values:
+            from nnr.reduction.lowrank import LowRank, check_factors
+            values = list(lr.items()) if isinstance(lr, Mapping) else [(None, lr)]
+            for name, v in values:
+                if isinstance(v, LowRank) and name is not None:
+                    check_factors(name, v)
+                    continue
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-                    raise ConfigError(f"low_rank tolerances must be numbers in [0, 1), got {v!r}")
+                    raise ConfigError(f"low_rank tolerances must be numbers in [0, 1) (or, per "
+                                      f"weight, an nnr.reduction.LowRank), got {v!r}")
             if self.differences:
                 raise ConfigError("low_rank (decomposition) cannot code differential updates")
             if self.raw_float is True or (isinstance(lr, Mapping) and self.raw_float
@@ -142,11 +164,42 @@ class EncodeConfig:
                 raise ConfigError("performance_maps must be an nnr.reduction.PerformanceMaps")
             self.performance_maps.check()
 
-    def low_rank_for(self, name: str) -> float | None:
-        """The decomposition tolerance of weight ``name`` (None: not decomposed)."""
+    def _check_lowbit(self) -> None:
+        """``stochastic``, ``seed`` and ``bit_depth``, and what they cannot be combined with
+        (both choose the qps themselves)."""
+        if self.stochastic is not None and self.stochastic not in _STOCHASTIC_MODES:
+            raise ConfigError(f"stochastic must be None, 'binary' or 'ternary', got "
+                              f"{self.stochastic!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) \
+                or not 0 <= self.seed < 1 << 64:
+            raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+        bd = self.bit_depth
+        if bd is not None and (isinstance(bd, bool) or not isinstance(bd, int)
+                               or not 2 <= bd <= 31):
+            raise ConfigError(f"bit_depth must be an integer in 2..31 (1 bit has no positive "
+                              f"signed level), got {bd!r}")
+        if self.stochastic is None and bd is None:
+            return
+        what = f"stochastic={self.stochastic!r}" if bd is None else f"bit_depth={bd}"
+        if self.stochastic is not None and bd is not None:
+            raise ConfigError("stochastic and bit_depth are two different quantizers: give one")
+        if self.qp_per_tensor:
+            raise ConfigError(f"{what} chooses the qps itself: it cannot be combined with "
+                              "qp_per_tensor (nor with a target-driven qp search)")
+        if self.low_rank is not None:
+            raise ConfigError(f"{what} cannot be combined with low_rank (decomposition)")
+        if self.stochastic is not None and self.codebook != "off":
+            raise ConfigError("stochastic quantization fixes the weight levels to {-1, (0,) 1}: "
+                              "codebook must be 'off'")
+
+    def low_rank_for(self, name: str) -> Any:
+        """The decomposition tolerance of weight ``name``, or the factors given for it (a
+        :class:`nnr.reduction.LowRank`); None: not decomposed."""
         if isinstance(self.low_rank, Mapping):
             value = self.low_rank.get(name)
-            return None if value is None else float(value)
+            if value is None or not isinstance(value, (int, float)):
+                return value
+            return float(value)
         return None if self.low_rank is None else float(self.low_rank)
 
     def is_raw_float(self, name: str) -> bool:

@@ -22,7 +22,7 @@ from nnr.errors import BitstreamError, NonConformingBitstreamError, ResourceLimi
 from nnr.quantization import dequantize, dequantize_codebook, step_size
 
 __all__ = ["DecoderState", "DecodedTensor", "decode_units", "decode_file_units",
-           "decode_recomposed", "recomposed_units"]
+           "decode_recomposed", "recomposed_units", "layer_name"]
 
 
 @dataclass
@@ -439,6 +439,17 @@ class _Done:
 
 def _dc_weight_name(g_name: str) -> str:
     return g_name[:-2] if g_name.endswith("_G") else g_name
+
+
+def layer_name(unit: ParsedUnit) -> str:
+    """The layer an NDU codes: its first tensor's name (a BLOCK unit's weight), for a
+    decomposed weight (DC) the weight's name (``<w>_G`` / ``<w>_H`` without the suffix). An
+    NNR_LPS unit describes the layer of the NDU that follows it."""
+    ids = unit.header.topology_elem_ids
+    name = str(ids[0]) if ids else ""
+    if unit.header.compressed_parameter_types & CPT.DC and name.endswith(("_G", "_H")):
+        name = name[:-2]
+    return name
 
 
 def recomposed_units(units: Iterator[tuple[ParsedUnit, StreamContext, list[DecodedTensor]]]

@@ -16,13 +16,14 @@ from nnr.bitstream.enums import NnrUnitType, PayloadType, QuantizationMethodFlag
 from nnr.bitstream.stream import StreamContext, StreamWriter, raw_float_payload, write_unit
 from nnr.bitstream.units.compressed_data import (CabacEntryPoint, CompressedDataUnitHeader,
                                                  IntegerCodebook)
+from nnr.bitstream.units.layer_parameter_set import LayerParameterSetHeader
 from nnr.bitstream.units.model_parameter_set import ModelParameterSet
 from nnr.bitstream.units.start import StartUnitHeader
 from nnr.bitstream.units.topology import TopologyPayload, TopologyUnitHeader
 from nnr.config import BLOCK_ROLES, EncodeConfig
 from nnr.entropy import TensorCoding, TensorSpec, decode_payload, encode_payload
 from nnr.errors import ConfigError
-from nnr.quantization import make_codebook, qp_range, quantize
+from nnr.quantization import lowbit, make_codebook, qp_range, quantize
 
 __all__ = ["EncoderState", "Topology", "encode_tensors", "iter_units", "prepare_tensor"]
 
@@ -248,6 +249,7 @@ def _codebook_levels(w: np.ndarray, shape, cfg: EncodeConfig, qp: int
     k = quantize(w, rows, cols, qp=cb_qp, qp_density=cfg.qp_density, dq=False,
                  lambda_scale=cfg.lambda_scale,
                  cabac_unary_length=cfg.cabac_unary_length_minus1 + 1)
+    k = _clip_bit_depth(k, w, cfg)
     values, index = make_codebook(k)
     zero = int(np.argmin(np.abs(values)))
     codebook = IntegerCodebook(codebook=[int(v) for v in values], cb_zero_offset=zero,
@@ -285,10 +287,11 @@ def _encode_one(name: str, arr: np.ndarray, node: _Node, cfg: EncodeConfig
     if cfg.is_raw_float(name):
         return _Coded(_base_header(name, shape, node, cfg, PayloadType.RAW_FLOAT),
                       raw_float_payload(arr)), {}
-    qp = cfg.qp_for(name, arr.ndim)
+    cfg = _lowbit_cfg(cfg, arr)
+    qp = _tensor_qp(name, arr, cfg)
     candidates = []
     if cfg.codebook in ("off", "auto") or arr.size == 0:   # no codebook for no values
-        k, qp_u = _quantize_with_fallback(arr, rows, cols, qp, cfg)
+        k, qp_u = _quantize_with_fallback(arr, rows, cols, qp, cfg, name)
         hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
         candidates.append((_code_levels(k, shape, cfg, hdr, qp=qp_u, dq=cfg.dq, has_qp=True,
                                         node=node), k))
@@ -308,20 +311,57 @@ def _coded_size(c: _Coded) -> int:
 _CTX_SIZE = StreamContext(general_profile_idc=1, mps_parent_signalling_enabled_flag=1)
 
 
-def _quantize_with_fallback(arr: np.ndarray, rows: int, cols: int, qp: int, cfg: EncodeConfig
-                            ) -> tuple[np.ndarray, int]:
-    """Quantize; if the levels would overflow 32 bits, raise qp until they fit."""
+def _quantize_with_fallback(arr: np.ndarray, rows: int, cols: int, qp: int, cfg: EncodeConfig,
+                            name: str = "") -> tuple[np.ndarray, int]:
+    """Quantize; if the levels would overflow 32 bits, raise qp until they fit. Weights with
+    ``cfg.stochastic`` get stochastic binary / ternary levels (qp from their scale; ``name``
+    picks the random stream); with ``cfg.bit_depth`` the levels are clipped to its range."""
+    if cfg.stochastic and arr.ndim > 1:
+        return lowbit.stochastic_levels(arr, cfg.stochastic, cfg.qp_density,
+                                        lowbit.tensor_rng(cfg.seed, name))
     _, hi = qp_range(cfg.qp_density)
     scan = _scan_for(arr.shape, cfg)
     while True:
         try:
-            return quantize(arr, rows, cols, qp=qp, qp_density=cfg.qp_density, dq=cfg.dq,
-                            scan_order=scan, lambda_scale=cfg.lambda_scale,
-                            cabac_unary_length=cfg.cabac_unary_length_minus1 + 1), qp
+            k = quantize(arr, rows, cols, qp=qp, qp_density=cfg.qp_density, dq=cfg.dq,
+                         scan_order=scan, lambda_scale=cfg.lambda_scale,
+                         cabac_unary_length=cfg.cabac_unary_length_minus1 + 1)
+            return _clip_bit_depth(k, arr, cfg), qp
         except ConfigError:
+            if cfg.bit_depth is not None and qp < (fallback := lowbit.nncodec_overflow_qp(
+                    arr, cfg.qp_density)):
+                qp = fallback        # NNCodec's rule, so that high bit depths match it
+                continue
             if qp >= hi:
                 raise
             qp = min(hi, qp + (1 << cfg.qp_density))
+
+
+def _tensor_qp(name: str, arr: np.ndarray, cfg: EncodeConfig) -> int:
+    """The qp a float tensor is quantized with: NNCodec's integer-aligned qp with
+    ``cfg.bit_depth``, else ``qp_per_tensor`` / ``qp`` / ``nonweight_qp``."""
+    if cfg.bit_depth is not None:
+        return lowbit.bit_depth_qp(arr, cfg.bit_depth, cfg.qp_density, arr.ndim > 1)
+    return cfg.qp_for(name, arr.ndim)
+
+
+def _clip_bit_depth(k: np.ndarray, arr: np.ndarray, cfg: EncodeConfig) -> np.ndarray:
+    """Levels clipped to the ``cfg.bit_depth`` range of the tensor (as NNCodec does after
+    quantizing)."""
+    if cfg.bit_depth is None:
+        return k
+    lo, hi = lowbit.bit_depth_range(arr, cfg.bit_depth, arr.ndim > 1)
+    return np.clip(k, lo, hi).astype(np.int32, copy=False)
+
+
+def _lowbit_cfg(cfg: EncodeConfig, arr: np.ndarray) -> EncodeConfig:
+    """The config of an NDU whose (weight) tensor ``arr`` is quantized stochastically or to a
+    bit depth: without DQ. Stochastic levels are no trellis path, and clipping DQ levels to a
+    bit depth would break the DQ state path (NNCodec does that; nnr codes such a tensor as
+    NNCodec does with ``use_dq=False``). Any other NDU keeps ``cfg``."""
+    if cfg.dq and (cfg.bit_depth is not None or (cfg.stochastic and arr.ndim > 1)):
+        return dataclasses.replace(cfg, dq=False)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -367,7 +407,8 @@ def _member_parts(members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
         if role in members:
             name = members[role]
             arr = arrays[name]
-            k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, cfg.qp_for(name, 1), cfg)
+            k, qp = _quantize_with_fallback(arr, arr.shape[0], 1, _tensor_qp(name, arr, cfg),
+                                            cfg, name)
             parts.append(_Part(k, arr.shape, qp, name=name))
     return parts
 
@@ -375,9 +416,10 @@ def _member_parts(members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
 def _encode_block(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
                   node: _Node, cfg: EncodeConfig) -> tuple[_Coded, dict[str, np.ndarray]]:
     w = arrays[weight]
+    cfg = _lowbit_cfg(cfg, w)
     parts = _member_parts(members, arrays, cfg)
     rows, cols = _rows_cols(w.shape)
-    k, qp = _quantize_with_fallback(w, rows, cols, cfg.qp_for(weight, w.ndim), cfg)
+    k, qp = _quantize_with_fallback(w, rows, cols, _tensor_qp(weight, w, cfg), cfg, weight)
     parts.append(_Part(k, w.shape, qp, name=weight))
     cpt = (CPT.LS if "weight.ls" in members else 0) | (CPT.BI if "bias" in members else 0) \
         | (CPT.BN if "bn.beta" in members else 0)
@@ -528,16 +570,30 @@ def _dc_config(cfg: EncodeConfig, weight: str, lr: Any, block: bool) -> EncodeCo
 
 def _encode_decomposed(weight: str, members: Mapping[str, str],
                        arrays: Mapping[str, np.ndarray], node: _Node, cfg: EncodeConfig,
-                       tol: float) -> tuple[list[_Coded], dict[str, np.ndarray]] | None:
+                       tol: Any) -> tuple[list[_Coded], dict[str, np.ndarray]] | None:
     """Code ``weight`` as its low-rank factors G, H if that saves parameters (else None):
-    two NDUs ``<w>_G`` then ``<w>_H``, or G and H inside the weight's BLOCK unit."""
-    from nnr.reduction.lowrank import low_rank
+    two NDUs ``<w>_G`` then ``<w>_H``, or G and H inside the weight's BLOCK unit. ``tol``
+    may be the factors themselves (a LowRank), coded as they are."""
+    from nnr.reduction.lowrank import LowRank, low_rank
     arr = arrays[weight]
+    if isinstance(tol, LowRank):
+        if tuple(tol.shape) != tuple(arr.shape):
+            raise ConfigError(f"low_rank: the factors of {weight!r} are for shape "
+                              f"{tuple(tol.shape)}, the tensor is {arr.shape}")
+        lr = LowRank(np.ascontiguousarray(tol.g, dtype=np.float32),
+                     np.ascontiguousarray(tol.h, dtype=np.float32), tuple(arr.shape), tol.error)
+        return _encode_lowrank(weight, members, arrays, node, cfg, lr)
     if arr.dtype != np.float32 or arr.ndim < 2:
         return None
     lr = low_rank(arr, tol)
     if lr is None:
         return None
+    return _encode_lowrank(weight, members, arrays, node, cfg, lr)
+
+
+def _encode_lowrank(weight: str, members: Mapping[str, str], arrays: Mapping[str, np.ndarray],
+                    node: _Node, cfg: EncodeConfig, lr: Any
+                    ) -> tuple[list[_Coded], dict[str, np.ndarray]]:
     dcfg = _dc_config(cfg, weight, lr, bool(members))
     if members:
         return _encode_dc_block(weight, members, arrays, node, dcfg, lr)
@@ -587,6 +643,7 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         _check_low_rank(cfg, arrays, state)
     names = list(arrays)
     nodes = _nodes(names, cfg, state, owner)
+    layer_maps = _layer_maps(cfg, nodes, owner)
     sw = _stream_writer(cfg, topology)
     yield sw.getvalue()
 
@@ -603,16 +660,25 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
                                  cfg)
         return _encode_one(name, arrays[name], _fit(node, arrays, [name]), cfg)
 
+    def lps(name: str) -> bytes:
+        """The NNR_LPS unit with the layer maps of ``name`` (before its NDUs), if any."""
+        maps = layer_maps.get(name)
+        if maps is None:
+            return b""
+        return write_unit(NnrUnitType.LPS, LayerParameterSetHeader(), maps.lps(sw.ctx.mps),
+                          ctx=sw.ctx)
+
     def emit(name: str, result) -> bytes:
         coded, levels = result
         if isinstance(coded, list):     # a decomposed weight: G and H NDUs, or one BLOCK NDU
-            return b"".join(write_unit(NnrUnitType.NDU, c.header, c.payload, ctx=sw.ctx)
-                            for c in coded)
+            return lps(name) + b"".join(
+                write_unit(NnrUnitType.NDU, c.header, c.payload, ctx=sw.ctx) for c in coded)
         if cfg.differences and levels and not any(np.any(k) for k in levels.values()):
             return b""          # an all-zero update: no NDU ("no change")
         if state is not None:
             _update_state(state, cfg, nodes[name], levels, coded.payload)
-        return write_unit(NnrUnitType.NDU, coded.header, coded.payload, ctx=sw.ctx)
+        return lps(name) + write_unit(NnrUnitType.NDU, coded.header, coded.payload,
+                                      ctx=sw.ctx)
 
     threads = min(cfg.thread_count(), max(1, len(nodes)))
     if threads == 1:
@@ -629,6 +695,23 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         while pending:
             n, f = pending.popleft()
             yield emit(n, f.result())
+
+
+def _layer_maps(cfg: EncodeConfig, nodes: Mapping[str, _Node], owner: Mapping[str, str]
+                ) -> dict[str, Any]:
+    """The layer maps of ``cfg.performance_maps`` by NDU: each must name the first tensor of
+    an NDU (a weight, or a block's weight)."""
+    maps = cfg.performance_maps
+    layers = getattr(maps, "layers", None) if maps is not None else None
+    if not layers:
+        return {}
+    for name in layers:
+        if name in owner:
+            raise ConfigError(f"layer map of {name!r}: the tensor is coded in the block of "
+                              f"{owner[name]!r}; key the map by that weight")
+        if name not in nodes:
+            raise ConfigError(f"layer map of {name!r}: no tensor of that name")
+    return dict(layers)
 
 
 class _Prepared(Mapping):

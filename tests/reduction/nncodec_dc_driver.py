@@ -3,8 +3,8 @@
 Run with the python of the NNCodec peer environment (tests/peer/setup_peer.sh); imports nothing
 from nnr.
 
-    nncodec_dc_driver.py decode IN.nnc OUT.npz [--weights w1,w2]
-    nncodec_dc_driver.py maps IN.nnc OUT.json
+    nncodec_dc_driver.py decode IN.nnc OUT.npz [--weights w1,w2] [--patch-lps-flag]
+    nncodec_dc_driver.py maps IN.nnc OUT.json [--patch-lps-flag]
 
 ``decode`` runs NNCodec's own decoder (``nnc_core.coder.decode`` and dequantization,
 ``nnc_core.approximator.rec``) and saves the decoded tensors, ``<w>_G`` and ``<w>_H`` included.
@@ -16,7 +16,13 @@ pair coded as two separate NDUs (UnboundLocalError on ``weight_param``), and
 parameter list before decoding).
 
 ``maps`` decodes with ``nnc.decompress(..., return_model_information=True)`` (recomposition
-disabled as above) and writes the performance maps NNCodec parsed from the MPS as JSON.
+disabled as above) and writes the performance maps NNCodec parsed from the MPS (and from the
+last LPS) as JSON.
+
+NNCodec 2.1.3 fails on every NNR_LPS unit: its decoder reads
+``lps["lps_decomposition_performance_map_flag"]``, a field its LPS parser never sets
+(KeyError). ``--patch-lps-flag`` sets that field to 0 after each LPS is parsed, to show what
+NNCodec does with the rest of such a stream.
 """
 from __future__ import annotations
 
@@ -67,7 +73,24 @@ def maps(path: str) -> dict:
     return plain(info["performance_maps"])
 
 
+def patch_lps_flag() -> None:
+    """Give every parsed LPS the ``lps_decomposition_performance_map_flag`` (0) that NNCodec
+    2.1.3's decoder reads but its LPS syntax never parses."""
+    hls = nnc_core.hls
+    parse = hls.decode_nnr_unit_payload
+
+    def patched(reader, unit):
+        parse(reader, unit)
+        if unit.get("nnr_unit_type") == hls.NnrUnitType.NNR_LPS:
+            unit.setdefault("lps_decomposition_performance_map_flag", 0)
+    hls.decode_nnr_unit_payload = patched
+    nnc_core.coder.hls.decode_nnr_unit_payload = patched
+
+
 def main(argv: list[str]) -> int:
+    if "--patch-lps-flag" in argv:
+        argv = [a for a in argv if a != "--patch-lps-flag"]
+        patch_lps_flag()
     if len(argv) >= 3 and argv[0] == "decode":
         weights = []
         if "--weights" in argv:

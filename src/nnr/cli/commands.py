@@ -20,7 +20,7 @@ from nnr.model import ROLES, Model
 # CLI flag dest -> nnr.EncodeConfig field, one to one.
 ENCODE_FIELDS = ("qp", "qp_density", "nonweight_qp", "qp_per_tensor", "dq", "scan_order",
                  "codebook", "profile", "param_opt", "row_skip", "cabac_unary_length_minus1",
-                 "threads", "lambda_scale", "low_rank")
+                 "threads", "lambda_scale", "low_rank", "stochastic", "seed", "bit_depth")
 #: Performance maps measured by ``--performance-maps`` without ``--map-levels``.
 DEFAULT_MAP_LEVELS = {"sparsification": (0.25, 0.5, 1.0), "unification": (0.1, 0.3),
                       "decomposition": (0.1, 0.2, 0.3)}
@@ -125,6 +125,9 @@ def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
         return {}
     if drop is not None and size is not None:
         raise CliError("give either --max-drop or --size, not both")
+    if options.get("stochastic") is not None or options.get("bit_depth") is not None:
+        raise CliError("--stochastic and --bit-depth choose the qps themselves: they cannot "
+                       "be combined with --max-drop or --size")
     if options.get("low_rank") is not None:
         raise CliError("--low-rank cannot be combined with --max-drop or --size (the qp "
                        "search does not model the decomposition)")
@@ -148,7 +151,7 @@ def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
 def _check_performance_maps(args: argparse.Namespace) -> None:
     """Option checks of --performance-maps and its companions (before anything is read)."""
     if not getattr(args, "performance_maps", False):
-        for dest in ("map_levels", "metric", "groups"):
+        for dest in ("map_levels", "metric", "groups", "layer_maps"):
             if getattr(args, dest, None) is not None:
                 raise CliError(f"--{dest.replace('_', '-')} needs --performance-maps")
         return
@@ -168,18 +171,35 @@ def _performance_maps(args: argparse.Namespace, model: Model, options: dict):
     groups = reduce.read_groups(args.groups) if getattr(args, "groups", None) else None
     metric = getattr(args, "metric", None) or "top1"
     config = EncodeConfig.from_options(**{k: v for k, v in options.items() if k != "low_rank"})
+    layers = _layer_map_names(args, model)
     maps = measure_performance_maps(
         model.tensors, _evaluate(args),
         MapLevels(sparsification=levels.get("sparsification", ()),
                   pruning=levels.get("pruning", ()), groups=groups,
                   unification=levels.get("unification", ()),
                   decomposition=levels.get("decomposition", ())),
-        metric=metric, config=config)
+        metric=metric, config=config, layers=layers)
     count = sum(len(v) for v in levels.values())
+    per_layer = f", layer maps of {len(maps.layers)} weights" if maps.layers else ""
     print(f"performance maps: {metric} {maps.validation_set_performance:.6g} unreduced, "
-          f"{count} levels of {', '.join(k for k, v in levels.items() if v)}",
+          f"{count} levels of {', '.join(k for k, v in levels.items() if v)}{per_layer}",
           file=sys.stderr)
     return maps
+
+
+def _layer_map_names(args: argparse.Namespace, model: Model) -> object:
+    """--layer-maps: None (none), "all" (every weight) or the weight names given."""
+    value = getattr(args, "layer_maps", None)
+    if value is None or value == "all":
+        return value
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise CliError("--layer-maps takes weight names separated by commas (or nothing: "
+                       "every weight)")
+    for n in names:
+        if n not in model.tensors:
+            raise CliError(f"--layer-maps: the model has no tensor {n!r}")
+    return names
 
 
 def _run_encode_streamed(args: argparse.Namespace) -> int:
@@ -196,8 +216,20 @@ def _run_encode_streamed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_lowbit(args: argparse.Namespace) -> None:
+    """Flag checks of --stochastic / --seed / --bit-depth (the rest is EncodeConfig's)."""
+    stochastic = getattr(args, "stochastic", None)
+    if getattr(args, "seed", None) is not None and stochastic is None:
+        raise CliError("--seed needs --stochastic")
+    if getattr(args, "lossless", False) and (stochastic is not None
+                                             or getattr(args, "bit_depth", None) is not None):
+        raise CliError("--lossless stores every float tensor unquantized: it cannot be "
+                       "combined with --stochastic or --bit-depth")
+
+
 def run_encode(args: argparse.Namespace) -> int:
     files.check_output_suffix(args.output, files.STREAM_SUFFIXES, "bitstream")
+    _check_lowbit(args)
     if getattr(args, "stream", False):
         return _run_encode_streamed(args)
     fmt = models.input_format(args.input, getattr(args, "format", None))
@@ -323,6 +355,11 @@ def info_text(name: str, size: int, info: object) -> list[str]:
     maps = getattr(info, "performance_maps", None)
     if maps:
         lines += [""] + _map_lines(maps)
+    layers = getattr(info, "layer_performance_maps", None) or {}
+    metric = (maps or {}).get("metric")
+    for layer, lmaps in layers.items():
+        lines += [""] + _map_lines(lmaps, f"layer performance maps of {layer}", metric,
+                                   layer=True)
     return lines
 
 
@@ -330,22 +367,25 @@ def _percent(x: float) -> str:
     return f"{100.0 * x:.1f}%"
 
 
-def _map_lines(maps: Mapping[str, object]) -> list[str]:
-    """The MPS performance maps: one row per level of each map."""
-    metric = maps.get("metric") or "metric"
-    head = "performance maps"
+def _map_lines(maps: Mapping[str, object], head: str = "performance maps",
+               metric: str | None = None, layer: bool = False) -> list[str]:
+    """The MPS performance maps (or one layer's, whose metric is the MPS's and whose
+    pruning ratio is the fraction of the layer's channels): one row per level of each map."""
     if maps.get("metric") is not None:
+        metric = maps["metric"]
         head += f" ({metric}"
         if maps.get("validation_set_performance") is not None:
             head += f" {tables.number(maps['validation_set_performance'])} unreduced"
         head += ")"
+    metric = metric or "metric"
     rows: list[list[object]] = []
     for e in maps.get("sparsification", []):
         rows.append(["sparsification", f"|w| < {tables.number(e['threshold'])} RMS",
                      f"{_percent(e['non_zero_ratio'])} non-zero", e["accuracy"]])
     for e in maps.get("pruning", []):
-        rows.append(["pruning", "channels", f"{_percent(e['pruning_ratio'])} of the "
-                     "parameters removed", e["accuracy"]])
+        what = "its channels" if layer else "the parameters"
+        rows.append(["pruning", "channels", f"{_percent(e['pruning_ratio'])} of {what} "
+                     "removed", e["accuracy"]])
     for e in maps.get("unification", []):
         block = "x".join(str(b) if b else "all" for b in e["block_dimensions"])
         rows.append(["unification", f"{_percent(e['threshold'])} of {block} blocks", None,

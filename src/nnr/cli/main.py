@@ -144,6 +144,17 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--codebook", choices=["off", "on", "auto"],
                    help=h("codebook quantization: never, always, or where it is smaller",
                           "codebook"))
+    q.add_argument("--stochastic", choices=["binary", "ternary"],
+                   help="stochastic binary {-d, +d} or ternary {-d, 0, +d} quantization of "
+                        "the tensors with 2 or more dimensions (d per tensor, unbiased "
+                        "rounding, no DQ; 1-D tensors as usual)")
+    q.add_argument("--seed", type=int, metavar="N",
+                   help=h("random seed of --stochastic: the same input and seed give the "
+                          "same bytes", "seed"))
+    q.add_argument("--bit-depth", type=int, metavar="N",
+                   help="integer-aligned quantization as NNCodec's int_quant_bw: per tensor "
+                        "the qp that fits its levels into N-bit integers (2..31; 1-D "
+                        "tensors at least 8 bits), no DQ; replaces --qp/--nonweight-qp")
     c = p.add_argument_group("entropy coding")
     c.add_argument("--scan-order", type=int, choices=range(5),
                    help=h("0 raster, 1..4 blocks of 8x8 .. 64x64 with entry points",
@@ -201,6 +212,11 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
                    help="levels of one map (repeatable; then only the maps given): "
                         "sparsification thresholds, pruning ratios (with --groups), "
                         "unification ratios, decomposition tolerances")
+    r.add_argument("--layer-maps", nargs="?", const="all", metavar="W1,W2",
+                   help="also measure per-layer maps (each tool applied to one layer) and "
+                        "write them in NNR_LPS units before the layers' NDUs: of every "
+                        "weight, or of the weights named (NNCodec 2.1.3 cannot decode "
+                        "streams with LPS units)")
     r.add_argument("--metric", metavar="NAME",
                    help="name of the metric written with the maps (default: top1); also the "
                         "key read when evaluate() returns a dict")

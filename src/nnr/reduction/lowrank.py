@@ -12,6 +12,13 @@ DC, ``decomposition_rank`` r, ``g_number_of_rows`` m and the weight's ``tensor_d
 the decoder recomposes ``W = (G @ H).reshape(dims)`` (:func:`nnr.decoder.decode_recomposed`).
 In a framework a decomposed conv kernel (out, in, k, k) runs as a k x k conv with r outputs
 (H) followed by a 1 x 1 conv (G) (:func:`conv_pair`); a linear layer as two linear layers.
+
+With training data the factors can be fine-tuned (:func:`fine_tune_low_rank`: G and H trained
+on the task loss of the model with ``W = G H``) and then coded as they are:
+``nnr.encode(tensors, low_rank={w: LowRank, ...})`` (the weight ``w`` stays in ``tensors``; its
+values are not used, only its place and shape). ``<w>_G`` / ``<w>_H`` tensors passed to the
+encoder as ordinary tensors are coded as ordinary tensors (no DC signalling, decoders return
+them as they are).
 """
 from __future__ import annotations
 
@@ -21,10 +28,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from nnr.errors import ConfigError
-from nnr.reduction._common import as_float_dict, per_name, weight_names
+from nnr.reduction._common import FineTune, TaskLoss, as_float_dict, per_name, weight_names
 
 __all__ = ["LowRank", "rank_for_tolerance", "low_rank", "decompose", "recompose",
-           "conv_pair", "max_useful_rank", "g_name", "h_name"]
+           "conv_pair", "max_useful_rank", "g_name", "h_name", "check_factors",
+           "apply_low_rank", "fine_tune_low_rank"]
 
 
 def g_name(weight: str) -> str:
@@ -139,3 +147,110 @@ def conv_pair(g: np.ndarray, h: np.ndarray, shape: Sequence[int]
     first = np.asarray(h, np.float32).reshape((r,) + shape[1:])
     second = np.asarray(g, np.float32).reshape((shape[0], r) + (1,) * (len(shape) - 2))
     return first, second
+
+
+def check_factors(weight: str, lr: LowRank) -> None:
+    """That ``lr`` can be coded as the DC pair of ``weight``: finite float G (m x r) and
+    H (r x n), r >= 1, m the weight's first dimension and m n its size."""
+    if not isinstance(lr, LowRank):
+        raise ConfigError(f"the factors of {weight!r} must be an nnr.reduction.LowRank")
+    g, h = np.asarray(lr.g), np.asarray(lr.h)
+    shape = tuple(int(d) for d in lr.shape)
+    if g.ndim != 2 or h.ndim != 2 or g.shape[1] != h.shape[0] or g.shape[1] < 1:
+        raise ConfigError(f"factors of {weight!r}: G {g.shape} and H {h.shape} do not multiply")
+    if len(shape) < 2 or g.shape[0] != shape[0] or g.shape[0] * h.shape[1] != int(np.prod(shape)):
+        raise ConfigError(f"factors of {weight!r}: G {g.shape} @ H {h.shape} is not a weight "
+                          f"of shape {shape}")
+    for what, a in (("G", g), ("H", h)):
+        if a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise ConfigError(f"factors of {weight!r}: {what} must be finite floats")
+
+
+def _model_view(tensors: Mapping[str, np.ndarray], factors: Mapping[str, LowRank]
+                ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The model's tensors without the decomposed weights (and without their ``<w>_G`` /
+    ``<w>_H``), and the model's names in order with each decomposed weight where it (or its
+    G) stood."""
+    rest: dict[str, np.ndarray] = {}
+    order: list[str] = []
+    for name, arr in tensors.items():
+        if name in factors:
+            order.append(name)
+            continue
+        base = name[:-2] if name.endswith(("_G", "_H")) else None
+        if base is not None and base in factors:
+            if base not in tensors and base not in order:
+                order.append(base)
+            continue
+        rest[name] = arr
+        order.append(name)
+    for w in factors:
+        if w not in order:
+            raise ConfigError(f"no weight {w!r} (nor {g_name(w)!r}) among the tensors")
+    return rest, order
+
+
+def apply_low_rank(tensors: Mapping[str, np.ndarray], factors: Mapping[str, LowRank]
+                   ) -> dict[str, np.ndarray]:
+    """The model with every decomposed weight ``w`` of ``factors`` replaced by
+    ``(G @ H).reshape(shape)`` (``tensors`` may hold W or its ``<w>_G`` / ``<w>_H``)."""
+    src = as_float_dict(tensors)
+    rest, order = _model_view(src, factors)
+    return {n: factors[n].recompose() if n in factors else rest[n] for n in order}
+
+
+def fine_tune_low_rank(tensors: Mapping[str, np.ndarray], factors: Mapping[str, LowRank],
+                       loss_fn: TaskLoss, finetune: FineTune = FineTune()
+                       ) -> tuple[dict[str, LowRank], list[float]]:
+    """Fine-tune the low-rank factors ``factors`` (``{weight: LowRank}``, e.g. the second
+    result of :func:`decompose`) on the task loss: G and H of every weight are trained for
+    ``finetune.steps`` steps while ``loss_fn`` sees the model under its own names with
+    ``W = (G @ H).reshape(shape)`` (differentiable); every other tensor stays as it is.
+    ``tensors`` holds the model, each decomposed weight as W or as its ``<w>_G`` / ``<w>_H``
+    (the factors given are the starting point either way). The rank does not change.
+
+    Returns the tuned factors (``error``: the relative Frobenius distance of ``G H`` from
+    the original W, or from the initial ``G H`` when W is not in ``tensors``) and the task
+    loss of every step. Code them with ``nnr.encode(tensors, low_rank=tuned)``."""
+    from nnr.reduction._common import require_torch
+    from nnr.reduction.finetune import fine_tune
+    torch = require_torch("fine_tune_low_rank")
+    if not factors:
+        raise ConfigError("fine_tune_low_rank: no factors to tune")
+    src = as_float_dict(tensors)
+    for w, lr in factors.items():
+        check_factors(w, lr)
+        if w in src and tuple(np.shape(src[w])) != tuple(lr.shape):
+            raise ConfigError(f"factors of {w!r} are for shape {tuple(lr.shape)}, the tensor "
+                              f"is {np.shape(src[w])}")
+    rest, order = _model_view(src, factors)
+    work = dict(rest)
+    keys: dict[str, tuple[str, str]] = {}
+    for w, lr in factors.items():
+        kg, kh = "\0G\0" + w, "\0H\0" + w       # cannot clash with a tensor name
+        work[kg] = np.asarray(lr.g, np.float32)
+        work[kh] = np.asarray(lr.h, np.float32)
+        keys[w] = (kg, kh)
+    shapes = {w: tuple(int(d) for d in lr.shape) for w, lr in factors.items()}
+
+    def task(params):
+        view = {}
+        for n in order:
+            if n in keys:
+                kg, kh = keys[n]
+                view[n] = torch.matmul(params[kg], params[kh]).reshape(shapes[n])
+            else:
+                view[n] = params[n]
+        return loss_fn(view)
+
+    trainable = [k for pair in keys.values() for k in pair]
+    tuned, history = fine_tune(work, task, trainable, finetune, tool="fine_tune_low_rank")
+    out: dict[str, LowRank] = {}
+    for w, (kg, kh) in keys.items():
+        g, h = tuned[kg], tuned[kh]
+        ref = src[w] if w in src else factors[w].recompose()
+        ref64 = np.asarray(ref, np.float64).reshape(shapes[w][0], -1)
+        norm = float(np.linalg.norm(ref64))
+        diff = float(np.linalg.norm(g.astype(np.float64) @ h.astype(np.float64) - ref64))
+        out[w] = LowRank(g, h, shapes[w], diff / norm if norm else 0.0)
+    return out, history
