@@ -190,6 +190,35 @@ void estimator() {
   CHECK(flat.best() == 0);  // no data: ties keep set 0
 }
 
+// The batched estimator (bins recorded, replayed per init set) gives exactly the bits of one
+// ContextSetEstimator per context, through resets and flushes at any point.
+void batched_estimator() {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 40; ++trial) {
+    const int contexts = 1 + int(rng() % 6);
+    std::vector<nnr::ContextSetEstimator> ref(static_cast<size_t>(contexts));
+    for (auto& e : ref) e.init();
+    nnr::InitSetEstimator est(static_cast<size_t>(contexts));
+    const uint32_t skew = rng() % 100;  // probability of a 1 in percent
+    const int n = int(rng() % 20000);
+    for (int i = 0; i < n; ++i) {
+      const int c = int(rng() % uint32_t(contexts));
+      const uint32_t bin = rng() % 100 < skew ? 1u : 0u;
+      ref[size_t(c)].code(bin);
+      est.record(bin, c);
+      const uint32_t r = rng() % 5000;
+      if (r == 0) {
+        for (auto& e : ref) e.reset();
+        est.reset();
+      } else if (r == 1) {
+        est.flush();
+      }
+    }
+    est.flush();
+    for (int c = 0; c < contexts; ++c) CHECK(est.best(c) == ref[size_t(c)].best());
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -198,5 +227,6 @@ int main() {
   tiny_buffers();
   garbage();
   estimator();
+  batched_estimator();
   return check::result("test_engine");
 }

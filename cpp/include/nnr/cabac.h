@@ -55,6 +55,7 @@ class Context {
   // Estimated cost of coding `bin` in 1/32768 bit.
   uint32_t cost(uint32_t bin) const { return tables::kEstBits[512 + (state() >> 3)][bin]; }
   int init_set() const { return set_; }
+  intptr_t state_x() const { return x_; }  // 16 * S0 (for InitSetEstimator)
 
  private:
   int16_t x_ = 0;    // 16 * S0
@@ -95,9 +96,51 @@ class ContextSetEstimator {
   uint64_t bits_[9] = {};
 };
 
+// The same estimate as one ContextSetEstimator per context, computed in batches: the bins of
+// each context are recorded as they come, and replayed later, one init set at a time, in a
+// loop that keeps that set's state and bit count in registers (instead of updating 9 states in
+// memory per bin). A context's 9 tracks only depend on its own bins in order, and the sums are
+// integers, so the order of the replay does not matter: the bits (and so best()) are exactly
+// ContextSetEstimator's. reset() replays what is pending before the states go back to their
+// init; the caller bounds the pending bins with flush().
+class InitSetEstimator {
+ public:
+  explicit InitSetEstimator(size_t num_contexts) : tracks_(num_contexts), bins_(num_contexts) {
+    for (Track& t : tracks_) t.init();
+  }
+  void record(uint32_t bin, int ctx) { bins_[size_t(ctx)].push_back(uint8_t(bin)); }
+  void flush();
+  void reset() {
+    flush();
+    for (Track& t : tracks_) t.reset();
+  }
+  // Cheapest set of a context (flush() first); the rule of ContextSetEstimator::best().
+  int best(int ctx) const;
+
+ private:
+  struct Track {
+    int16_t x[9], y[9];  // Context's x_ and y_ under each init set
+    uint64_t bits[9];
+    void init() {
+      reset();
+      for (uint64_t& b : bits) b = 0;
+    }
+    void reset() {
+      for (int i = 0; i < 9; ++i) {
+        Context c;
+        c.init(i);
+        x[i] = int16_t(c.state_x());
+        y[i] = int16_t(c.state() - c.state_x());
+      }
+    }
+  };
+  std::vector<Track> tracks_;
+  std::vector<std::vector<uint8_t>> bins_;  // pending bins per context
+};
+
 class BinEncoder {
  public:
-  explicit BinEncoder(std::vector<uint8_t>& out) : out_(out) {}
+  explicit BinEncoder(std::vector<uint8_t>& out) : out_(&out) {}
   void encode(uint32_t bin, Context& ctx);
   void encode_bypass(uint32_t bin);
   void encode_bypass_bins(uint32_t bins, uint32_t count);  // MSB first
@@ -107,7 +150,9 @@ class BinEncoder {
 
  private:
   void write_out();
-  std::vector<uint8_t>& out_;
+  // Appends `byte`, then `fills` times `fill`.
+  static void emit(std::vector<uint8_t>* out, uint8_t byte, uint32_t fills, uint8_t fill);
+  std::vector<uint8_t>* out_;  // a pointer, so that a copy can be assigned back (tensor loop)
   uint32_t low_ = 0;
   uint32_t range_ = 510;
   uint32_t bits_left_ = 23;
@@ -208,6 +253,43 @@ inline void BinEncoder::encode(uint32_t bin, Context& ctx) {
     if (bits_left_ < 12) write_out();
   }
   ctx.update(bin);
+}
+
+// write_out and encode_bypass_bins are inline too, and the bytes go out through the
+// out-of-line emit(): a local copy of the encoder whose address is never taken then keeps its
+// state in registers in the tensor loop (byte stores, which may alias anything, and the
+// vector's reallocation stay behind a call that cannot see the copy).
+inline void BinEncoder::write_out() {
+  const uint32_t lead = low_ >> (24 - bits_left_);
+  bits_left_ += 8;
+  low_ &= 0xFFFFFFFFu >> bits_left_;
+  if (lead == 0xFF) {
+    num_buffered_++;
+    return;
+  }
+  if (num_buffered_ > 0) {
+    const uint32_t carry = lead >> 8;
+    emit(out_, static_cast<uint8_t>(buffered_byte_ + carry), num_buffered_ - 1,
+         static_cast<uint8_t>((0xFF + carry) & 0xFF));
+    buffered_byte_ = static_cast<uint8_t>(lead & 0xFF);
+  } else {
+    buffered_byte_ = static_cast<uint8_t>(lead);
+  }
+  num_buffered_ = 1;
+}
+
+inline void BinEncoder::encode_bypass_bins(uint32_t bins, uint32_t count) {
+  while (count > 8) {
+    count -= 8;
+    const uint32_t pattern = bins >> count;
+    low_ = (low_ << 8) + range_ * pattern;
+    bins -= pattern << count;
+    bits_left_ -= 8;
+    if (bits_left_ < 12) write_out();
+  }
+  low_ = (low_ << count) + range_ * bins;
+  bits_left_ -= count;
+  if (bits_left_ < 12) write_out();
 }
 
 inline uint32_t BinDecoder::decode_raw(const Context& ctx) {

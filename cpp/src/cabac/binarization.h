@@ -111,4 +111,37 @@ void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int s
   }
 }
 
+// code_level for the common case: no codebook (max_abs == -1, the sign always coded), no TCA
+// and no HDSP, so the significance and sign contexts are given by the caller (from the DQ
+// state and the neighbour class) and the greater-than contexts of one sign are every other
+// context from kGtx + (value < 0). Emits exactly the bins of code_level, in the same order:
+// - |value| - 1 = r: min(r, num_gtx) greater-than ones, a zero if r < num_gtx;
+// - otherwise the remainder v = r - num_gtx as in code_remainder: lg = floor(log2(v + 1)) ones
+//   on rem() + 0 .. lg - 1, a zero on rem() + lg, then v - (2^lg - 1) in lg bypass bins
+//   (code_remainder's loop stops at the first lg with v <= 2^(lg + 1) - 2).
+template <class Sink>
+inline void code_level_plain(Sink& s, const Layout& L, int32_t value, int sig_ctx, int sign_ctx) {
+  if (value == 0) {
+    s.bin(0, sig_ctx);
+    return;
+  }
+  s.bin(1, sig_ctx);
+  const uint32_t negative = value < 0 ? 1u : 0u;
+  s.bin(negative, sign_ctx);
+  const uint32_t r = (negative ? 0u - uint32_t(value) : uint32_t(value)) - 1;  // |value| - 1, no overflow
+  const int gtx = Layout::kGtx + int(negative);
+  const uint32_t ones = r < L.num_gtx ? r : L.num_gtx;
+  for (uint32_t n = 0; n < ones; ++n) s.bin(1, gtx + int(2 * n));
+  if (r < L.num_gtx) {
+    s.bin(0, gtx + int(2 * r));
+    return;
+  }
+  const uint32_t v = r - L.num_gtx;
+  const int rem = L.rem();
+  const uint32_t lg = uint32_t(63 - __builtin_clzll(uint64_t(v) + 1));
+  for (uint32_t i = 0; i < lg; ++i) s.bin(1, rem + int(i));
+  s.bin(0, rem + int(lg));
+  if (lg) s.bypass(v - ((1u << lg) - 1), lg);
+}
+
 }  // namespace nnr::detail

@@ -12,18 +12,9 @@ void BinEncoder::encode_bypass(uint32_t bin) {
   if (bits_left_ < 12) write_out();
 }
 
-void BinEncoder::encode_bypass_bins(uint32_t bins, uint32_t count) {
-  while (count > 8) {
-    count -= 8;
-    const uint32_t pattern = bins >> count;
-    low_ = (low_ << 8) + range_ * pattern;
-    bins -= pattern << count;
-    bits_left_ -= 8;
-    if (bits_left_ < 12) write_out();
-  }
-  low_ = (low_ << count) + range_ * bins;
-  bits_left_ -= count;
-  if (bits_left_ < 12) write_out();
+void BinEncoder::emit(std::vector<uint8_t>* out, uint8_t byte, uint32_t fills, uint8_t fill) {
+  out->push_back(byte);
+  out->insert(out->end(), fills, fill);
 }
 
 void BinEncoder::encode_terminate(uint32_t bin) {
@@ -43,34 +34,14 @@ void BinEncoder::encode_terminate(uint32_t bin) {
   if (bits_left_ < 12) write_out();
 }
 
-void BinEncoder::write_out() {
-  const uint32_t lead = low_ >> (24 - bits_left_);
-  bits_left_ += 8;
-  low_ &= 0xFFFFFFFFu >> bits_left_;
-  if (lead == 0xFF) {
-    num_buffered_++;
-    return;
-  }
-  if (num_buffered_ > 0) {
-    const uint32_t carry = lead >> 8;
-    out_.push_back(static_cast<uint8_t>(buffered_byte_ + carry));
-    buffered_byte_ = static_cast<uint8_t>(lead & 0xFF);
-    const uint8_t fill = static_cast<uint8_t>((0xFF + carry) & 0xFF);
-    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(fill);
-  } else {
-    num_buffered_ = 1;
-    buffered_byte_ = static_cast<uint8_t>(lead);
-  }
-}
-
 void BinEncoder::finish() {
   if (low_ >> (32 - bits_left_)) {
-    out_.push_back(static_cast<uint8_t>(buffered_byte_ + 1));
-    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(0x00);
+    out_->push_back(static_cast<uint8_t>(buffered_byte_ + 1));
+    for (; num_buffered_ > 1; --num_buffered_) out_->push_back(0x00);
     low_ -= 1u << (32 - bits_left_);
   } else {
-    if (num_buffered_ > 0) out_.push_back(buffered_byte_);
-    for (; num_buffered_ > 1; --num_buffered_) out_.push_back(0xFF);
+    if (num_buffered_ > 0) out_->push_back(buffered_byte_);
+    for (; num_buffered_ > 1; --num_buffered_) out_->push_back(0xFF);
   }
   // Stop bit, then left-align and write the remaining bytes.
   low_ >>= 8;
@@ -78,7 +49,68 @@ void BinEncoder::finish() {
   low_++;
   bits_left_--;
   low_ <<= (32 - (24 - bits_left_));
-  for (uint32_t i = 0; i < 24 - bits_left_; i += 8) out_.push_back(static_cast<uint8_t>((low_ >> (24 - i)) & 0xFF));
+  for (uint32_t i = 0; i < 24 - bits_left_; i += 8) out_->push_back(static_cast<uint8_t>((low_ >> (24 - i)) & 0xFF));
+}
+
+// ---------------------------------------------------------------- init-set estimation
+
+namespace {
+// Three init sets' tracks of one context over `n` bins: Context::cost and Context::update on
+// states held in registers (the same tables and index arithmetic as Context; every reachable
+// state stays inside them, see Context). Three sets per pass share the per-bin work (loading
+// the bin, the row offsets of the bin) and still fit the registers; the sets are template
+// arguments so that their table rows are constant addresses.
+template <int A, int B, int C>
+void replay3(const uint8_t* bins, size_t n, int16_t* x16, int16_t* y16, uint64_t* bits) {
+  intptr_t xa = x16[A], ya = y16[A], xb = x16[B], yb = y16[B], xc = x16[C], yc = y16[C];
+  uint64_t sa = 0, sb = 0, sc = 0;
+  const int16_t* const update = tables::kEngine.update[0];
+  const uint32_t* const est = &tables::kEstBits[512][0];
+  for (size_t j = 0; j < n; ++j) {
+    const uint32_t bin = bins[j];
+    const intptr_t bias = intptr_t(bin) - 1;
+    // The bin's half of the update rows (kEngine.update is int16_t[9][128], its rows
+    // contiguous: set i's row starts 128 * i further on, a constant offset folded into the
+    // addressing), and the bin's cost column at S0plusS1 >> 3 == 0.
+    const int16_t* const t = update + 64 * intptr_t(bin) + 16;
+    const uint32_t* const cost = est + bin;
+    sa += cost[2 * ((xa + ya) >> 3)];
+    sb += cost[2 * ((xb + yb) >> 3)];
+    sc += cost[2 * ((xc + yc) >> 3)];
+    xa += t[128 * A + ((xa + bias) >> 7)];
+    ya += t[128 * A + 32 + ((ya + bias) >> 7)];
+    xb += t[128 * B + ((xb + bias) >> 7)];
+    yb += t[128 * B + 32 + ((yb + bias) >> 7)];
+    xc += t[128 * C + ((xc + bias) >> 7)];
+    yc += t[128 * C + 32 + ((yc + bias) >> 7)];
+  }
+  x16[A] = int16_t(xa), y16[A] = int16_t(ya), bits[A] += sa;
+  x16[B] = int16_t(xb), y16[B] = int16_t(yb), bits[B] += sb;
+  x16[C] = int16_t(xc), y16[C] = int16_t(yc), bits[C] += sc;
+}
+}  // namespace
+
+void InitSetEstimator::flush() {
+  for (size_t c = 0; c < bins_.size(); ++c) {
+    std::vector<uint8_t>& b = bins_[c];
+    if (b.empty()) continue;
+    Track& t = tracks_[c];
+    replay3<0, 1, 2>(b.data(), b.size(), t.x, t.y, t.bits);
+    replay3<3, 4, 5>(b.data(), b.size(), t.x, t.y, t.bits);
+    replay3<6, 7, 8>(b.data(), b.size(), t.x, t.y, t.bits);
+    b.clear();
+  }
+}
+
+int InitSetEstimator::best(int ctx) const {
+  const Track& t = tracks_[size_t(ctx)];
+  int best = 0;
+  uint64_t min_bits = t.bits[0];
+  for (int i = 1; i < 9; ++i) {
+    const uint64_t b = t.bits[i] + 3u * 32768u;
+    if (b < min_bits) { best = i; min_bits = b; }
+  }
+  return best;
 }
 
 // ---------------------------------------------------------------- decoder

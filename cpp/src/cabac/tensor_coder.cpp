@@ -54,17 +54,19 @@ std::vector<Signalled> init_signalling(const TensorParams& p, const Layout& L, b
   return list;
 }
 
-struct CoderSink {
-  BinEncoder& enc;
-  std::vector<Context>& ctx;
-  void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
-  void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
+struct EstimatorSink {
+  InitSetEstimator& est;
+  void bin(uint32_t b, int c) { est.record(b, c); }
+  void bypass(uint32_t, uint32_t) {}
 };
 
-struct EstimatorSink {
-  std::vector<ContextSetEstimator>& est;
-  void bin(uint32_t b, int c) { est[c].code(b); }
-  void bypass(uint32_t, uint32_t) {}
+// The tensor loop's sink: a local copy of the encoder (its state can then stay in registers)
+// and the context store as a plain pointer.
+struct LocalCoderSink {
+  BinEncoder enc;
+  Context* ctx;
+  void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
+  void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
 };
 
 // Walks the positions of a tensor in scan order: code(pos) for coded positions,
@@ -439,16 +441,15 @@ class TensorEncoder {
     const uint8_t* hist = (side.hdsp && p_.profile == 1) ? p_.hdsp_hist : nullptr;
     const uint8_t* skip = side.row_skip_enabled ? side.row_skip.data() : nullptr;
 
-    std::vector<ContextSetEstimator> est(L_.size());
-    for (auto& e : est) e.init();
+    InitSetEstimator est(size_t(L_.size()));
     if (param_opt && (cb_.size != 1 || p_.profile == 0)) estimate_init_sets(k, est, tca, hist, skip);
+    est.flush();
 
     side.init_sets.clear();
-    CoderSink sink{enc_, ctx_};
     for (const Signalled& s : init_signalling(p_, L_, tca, side.hdsp, cb_)) {
       int set = 0;
       if (s.coded) {
-        set = est[s.ctx].best();
+        set = est.best(s.ctx);
         enc_.encode(set ? 1 : 0, ctx_[L_.shift_flag()]);
         if (set) enc_.encode_bypass_bins(uint32_t(set - 1), 3);
       }
@@ -457,6 +458,48 @@ class TensorEncoder {
     }
     if (first_row_reset(p_)) enc_.entry_point_start();
 
+    if (cb_.size == 0 && !tca && hist == nullptr)
+      encode_rows_plain(k, skip);
+    else
+      encode_rows_general(k, tca, hist, skip);
+  }
+
+ private:
+  // The tensor loops work on a local copy of the encoder whose address is never taken (all of
+  // BinEncoder's coding functions are inline), so that its state lives in registers; the
+  // caller's encoder gets the final state. Each loop is a function of its own so that the
+  // compiler inlines walk() and the lambdas into it.
+
+  // The common case (see code_level_plain): no codebook, no TCA, no HDSP; the contexts depend
+  // only on the DQ state and the class of the previous level.
+  void encode_rows_plain(const int32_t* k, const uint8_t* skip) {
+    LocalCoderSink sink{enc_, ctx_.data()};
+    const size_t num_ctx = ctx_.size();
+    int state = 0;
+    int cls = 0;  // Modeler::cls of the previous level
+    walk(
+        p_, skip,
+        [&](uint64_t pos) {
+          const int32_t q = q_of(k[pos], state);
+          code_level_plain(sink, L_, q, Layout::kSig + 3 * state + cls, Layout::kSign + cls);
+          cls = Modeler::cls(q);
+          if (p_.dq) state = kDqNext[state][q & 1];
+        },
+        [&]() {
+          if (p_.dq)
+            for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
+        },
+        [&]() {
+          for (size_t i = 0; i < num_ctx; ++i) sink.ctx[i].reset();
+          cls = 0;
+          sink.enc.entry_point_start();
+        });
+    enc_ = sink.enc;
+  }
+
+  void encode_rows_general(const int32_t* k, bool tca, const uint8_t* hist, const uint8_t* skip) {
+    LocalCoderSink sink{enc_, ctx_.data()};
+    const size_t num_ctx = ctx_.size();
     int state = 0;
     Modeler m;
     walk(
@@ -474,13 +517,13 @@ class TensorEncoder {
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (auto& c : ctx_) c.reset();
+          for (size_t i = 0; i < num_ctx; ++i) sink.ctx[i].reset();
           m = Modeler();
-          enc_.entry_point_start();
+          sink.enc.entry_point_start();
         });
+    enc_ = sink.enc;
   }
 
- private:
   // q from the multiplier k at DQ state s (k = 2q - sgn(q)(s & 1)).
   int32_t q_of(int32_t k, int state) const {
     if (!p_.dq || k == 0) return k;
@@ -492,7 +535,7 @@ class TensorEncoder {
   // NNCodec's pseudo-encoding pass: estimated bits of every init set per context, on the
   // multipliers k with the general binarization (a known encoder-side quirk, kept so that the
   // chosen sets equal NNCodec's).
-  void estimate_init_sets(const int32_t* k, std::vector<ContextSetEstimator>& est, bool tca, const uint8_t* hist,
+  void estimate_init_sets(const int32_t* k, InitSetEstimator& est, bool tca, const uint8_t* hist,
                           const uint8_t* skip) {
     EstimatorSink sink{est};
     const Codebook none;
@@ -500,15 +543,23 @@ class TensorEncoder {
     Modeler m;
     uint64_t seen = 0;
     const uint64_t limit = p_.init_estimate_limit ? p_.init_estimate_limit : ~uint64_t(0);
+    // Without TCA / HDSP the general binarization with no codebook is code_level_plain's.
+    const bool plain = !tca && !(p_.profile == 1 && hist != nullptr);
     walk(
         p_, skip,
         [&](uint64_t pos) {
           if (seen >= limit) return;  // the first `limit` positions in scan order decide
-          ++seen;
+          // Pending bins are bounded: at most 2 + num_gtx + 32 per position.
+          if ((++seen & 0xFFFF) == 0) est.flush();
           const int32_t q = q_of(k[pos], state);
-          if (tca) m.base = p_.tca_base[pos];
-          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
-          code_level(sink, L_, m, k[pos], state, none);
+          if (plain) {
+            const int cls = Modeler::cls(m.neighbour);
+            code_level_plain(sink, L_, k[pos], Layout::kSig + 3 * state + cls, Layout::kSign + cls);
+          } else {
+            if (tca) m.base = p_.tca_base[pos];
+            if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+            code_level(sink, L_, m, k[pos], state, none);
+          }
           m.neighbour = k[pos];
           if (p_.dq) state = kDqNext[state][q & 1];
         },
@@ -517,7 +568,7 @@ class TensorEncoder {
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (auto& e : est) e.reset();
+          est.reset();
           if (p_.legacy_v03) m.neighbour = 0;  // 0.3.x resets the neighbour here, 2.x does not
         });
   }

@@ -101,59 +101,107 @@ struct StateBranches {
   Branch b[3];
 };
 
-std::array<StateBranches, 8> ordered_branches() {
-  const auto conn = make_connections();
+// The branch table as compile-time constants, so that the trellis loop below unrolls over the
+// 8 states with fixed cost / distance indices and the decisions as immediate values.
+constexpr std::array<StateBranches, 8> kBranches = [] {
   std::array<StateBranches, 8> out{};
-  for (int s = 0; s < 8; ++s)
-    for (int i = 0; i < 3; ++i) out[s].b[i] = conn[s][i];
+  int count[8] = {};
+  for (int prev = 0; prev < 8; ++prev) {  // make_connections(), in the same order
+    const int quant = prev & 1;
+    const int a = kNext[prev][0], b = kNext[prev][1];
+    out[a].b[count[a]++] = Branch{prev, 3 * quant};
+    out[a].b[count[a]++] = Branch{prev, 4};
+    out[b].b[count[b]++] = Branch{prev, 2 - quant};
+  }
   return out;
+}();
+
+// Decision byte of branch i into state s: the previous state and the candidate slot.
+constexpr uint64_t decision_of(int s, int i) {
+  return uint64_t(kBranches[s].b[i].prev | (kBranches[s].b[i].slot << 3));
+}
+
+// One trellis step: the cheapest of the three incoming branches of each state, ties keeping the
+// first (strict <, the same sums cost + dist in the same order as NNCodec, so that rounding and
+// NaN behave identically). Returns the 8 decision bytes packed into one word (byte s: state s).
+template <int S>
+inline uint64_t trellis_state(const double* cost, const double* dist, double* next) {
+  constexpr Branch b0 = kBranches[S].b[0], b1 = kBranches[S].b[1], b2 = kBranches[S].b[2];
+  double best = cost[b0.prev] + dist[b0.slot];
+  uint64_t pick = decision_of(S, 0);
+  const double c1 = cost[b1.prev] + dist[b1.slot];
+  if (c1 < best) { best = c1; pick = decision_of(S, 1); }
+  const double c2 = cost[b2.prev] + dist[b2.slot];
+  if (c2 < best) { best = c2; pick = decision_of(S, 2); }
+  next[S] = best;
+  return pick << (8 * S);
 }
 
 bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, float step) {
-  static const std::array<StateBranches, 8> br = ordered_branches();
+  static_assert(kBranches[0].b[0].prev == 0 && kBranches[0].b[2].prev == 4, "branch order");
   const uint64_t n = shape.size();
+  // Positions in scan order; the raster scan (the common case) needs no table.
   std::vector<uint64_t> order;
-  order.reserve(n);
-  scan_positions(shape, [&](uint64_t pos) { order.push_back(pos); });
+  if (shape.effective_scan()) {
+    order.reserve(n);
+    scan_positions(shape, [&](uint64_t pos) { order.push_back(pos); });
+  }
+  const uint64_t* ord = order.empty() ? nullptr : order.data();
 
   const float fscale = 1.0f / step;
   const double qscale = 1.0 / double(step);
-  std::vector<std::array<Decision, 8>> dec(n);
+  // Per position: the decisions of the 8 states (byte s for state s) and the lowest candidate
+  // multiplier `lo` with the weight's sign, from which the traceback recovers the level of a
+  // slot without recomputing the candidates.
+  std::vector<uint64_t> dec(n);
+  std::vector<int32_t> signed_lo(n);
   double cost[8], next[8];
   for (double& c : cost) c = 0.5 * std::numeric_limits<double>::max();
   cost[0] = 0.0;
   double dist[5];
-  int32_t qv[5];
-  auto candidates = [&](float wv) { trellis_candidates(qscale, wv, dist, qv); };
   for (uint64_t i = 0; i < n; ++i) {
-    const float wv = w[order[i]];
-    const double check = std::round(wv * fscale);
-    if (check > double((1u << 31) - 3) || check < -double((1u << 31) - 2)) return false;
-    candidates(wv);
-    auto& d = dec[i];
-    for (int s = 0; s < 8; ++s) {
-      const Branch* b = br[s].b;
-      double best = cost[b[0].prev] + dist[b[0].slot];
-      int pick = 0;
-      const double c1 = cost[b[1].prev] + dist[b[1].slot];
-      if (c1 < best) { best = c1; pick = 1; }
-      const double c2 = cost[b[2].prev] + dist[b[2].slot];
-      if (c2 < best) { best = c2; pick = 2; }
-      next[s] = best;
-      d[s] = Decision(b[pick].prev | (b[pick].slot << 3));
+    const float wv = w[ord ? ord[i] : i];
+    // Overflow check: std::round(wv * fscale) (a float) > 2^31 - 3 or < -(2^31 - 2). Rounding
+    // is monotone and half away from zero, so for the float product p these are exactly
+    // p >= 2^31 - 2.5 and p <= -(2^31 - 1.5) (both false for NaN, as before); no libm call.
+    const float p = wv * fscale;
+    if (double(p) >= double((1u << 31) - 3) + 0.5 || double(p) <= -(double((1u << 31) - 2) + 0.5)) return false;
+    // trellis_candidates without the levels (only the traceback needs them): multiplying by
+    // the sign (+-1) is exact, so org is the same double.
+    const int32_t sign = wv < 0 ? -1 : 1;
+    const double org = qscale * double(wv) * double(sign);
+    dist[4] = org * org;
+    const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
+    for (int32_t j = 0; j < 4; ++j) {
+      const double d = org - double(lo + j);
+      dist[(lo + j) & 3] = d * d;
     }
+    signed_lo[i] = sign * lo;
+    dec[i] = trellis_state<0>(cost, dist, next) | trellis_state<1>(cost, dist, next) |
+             trellis_state<2>(cost, dist, next) | trellis_state<3>(cost, dist, next) |
+             trellis_state<4>(cost, dist, next) | trellis_state<5>(cost, dist, next) |
+             trellis_state<6>(cost, dist, next) | trellis_state<7>(cost, dist, next);
     std::copy(next, next + 8, cost);
   }
   int s = 0;
   for (int i = 1; i < 8; ++i)
     if (cost[i] < cost[s]) s = i;
   for (uint64_t i = n; i-- > 0;) {
-    const Decision d = dec[i][s];
-    candidates(w[order[i]]);
-    s = d & 7;
-    int32_t v = qv[d >> 3];
-    if (v != 0) v = 2 * v + (v < 0 ? (s & 1) : -(s & 1));
-    k[order[i]] = v;
+    const uint32_t d = uint32_t(dec[i] >> (8 * s)) & 0xFF;
+    const uint32_t slot = d >> 3;
+    s = int(d & 7);
+    int32_t v = 0;
+    if (slot != 4) {
+      // The candidate qi in [lo, lo + 3] with qi & 3 == slot, q = sign * ((qi + 1) >> 1) (never
+      // 0, as lo >= 1), and the multiplier k = 2q - sign * (s & 1) of the previous state s.
+      const int32_t sl = signed_lo[i];
+      const int32_t lo = sl < 0 ? -sl : sl;
+      const int32_t qi = lo + int32_t((slot - uint32_t(lo)) & 3);
+      const int32_t q = (qi + 1) >> 1;
+      v = 2 * q - (s & 1);
+      if (sl < 0) v = -v;
+    }
+    k[ord ? ord[i] : i] = v;
   }
   return true;
 }
