@@ -311,6 +311,8 @@ def _decode_ndu(data, unit: ParsedUnit, ctx: StreamContext, state: DecoderState 
                                  None if pt == PayloadType.INT else coding.qp, spec.dq,
                                  hdr.scan_order if len(e.dims) > 1 else 0,
                                  e.codebook is not None, coding, unit.size))
+    if state is None:
+        return out, []      # no history to update: let the levels go now
     digest = hashlib.sha256(payload).digest()
     return out, [(e, k, digest) for e, k in zip(elements, levels)]
 
@@ -388,6 +390,7 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                 _update_state(state, unit, snap, element, k, digest)
         return unit, snap, tensors
 
+    window = 2 * workers if workers > 1 else 0
     with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
         for unit, data, base in source:
             snap = copy.copy(ctx)
@@ -405,7 +408,9 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                         yield finish(pending.popleft())
                 future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy, workers)
             pending.append((unit, snap, future, base))
-            while len(pending) > 2 * workers or (pending and pending[0][2] is None):
+            # Up to 2 x workers units decode ahead; on one thread each is decoded at submit,
+            # so none is held back.
+            while len(pending) > window or (pending and pending[0][2] is None):
                 yield finish(pending.popleft())
         while pending:
             yield finish(pending.popleft())

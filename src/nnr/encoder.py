@@ -647,6 +647,11 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
     sw = _stream_writer(cfg, topology)
     yield sw.getvalue()
 
+    # The levels of a coded tensor are only needed for the all-zero check of differences and
+    # for the state's history; otherwise a finished job keeps just its units, so that the
+    # results waiting in order (up to 2 x threads) hold bytes, not tensors.
+    keep_levels = cfg.differences or state is not None
+
     def job(name: str):
         members = (cfg.blocks or {}).get(name)
         node = nodes[name]
@@ -656,9 +661,11 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
             if decomposed is not None:
                 return decomposed
         if members:
-            return _encode_block(name, members, arrays, _fit(node, arrays, [name, *members.values()]),
-                                 cfg)
-        return _encode_one(name, arrays[name], _fit(node, arrays, [name]), cfg)
+            result = _encode_block(name, members, arrays,
+                                   _fit(node, arrays, [name, *members.values()]), cfg)
+        else:
+            result = _encode_one(name, arrays[name], _fit(node, arrays, [name]), cfg)
+        return result if keep_levels else (result[0], {})
 
     def lps(name: str) -> bytes:
         """The NNR_LPS unit with the layer maps of ``name`` (before its NDUs), if any."""

@@ -226,7 +226,7 @@ def _write_safetensors(src: Path, tmp: Path, units, wanted, legacy, progress) ->
                 if t.name not in header:
                     continue
                 want = {"F32": "<f4", "F64": "<f8", "I32": "<i4"}[header[t.name]["dtype"]]
-                out.write(np.ascontiguousarray(t.array, dtype=want).tobytes())
+                out.write(memoryview(np.ascontiguousarray(t.array, dtype=want)).cast("B"))
                 count += 1
                 if progress is not None:
                     progress(count)

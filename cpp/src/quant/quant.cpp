@@ -240,9 +240,10 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
 
   const float fscale = 1.0f / step;
   const double qscale = 1.0 / double(step);
-  // Per position: the decisions of the 8 states (byte s for state s) and the lowest candidate
-  // multiplier `lo` with the weight's sign, from which the traceback recovers the level of a
-  // slot without recomputing the candidates.
+  // Per position: the decisions of the 8 states, and the lowest candidate multiplier `lo` with
+  // the weight's sign, from which the traceback recovers the level of a slot without
+  // recomputing the candidates. The latter is kept in k itself (overwritten by the traceback at
+  // the same position), so the trellis needs 2 bytes per weight beyond its output.
 #if NNR_TRELLIS_SSE2
   std::vector<uint16_t> dec(n);  // comparison bits, see trellis_step
   const auto decision = [&](uint64_t i, int s) {
@@ -252,7 +253,6 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   std::vector<uint64_t> dec(n);
   const auto decision = [&](uint64_t i, int s) { return uint32_t(dec[i] >> (8 * s)) & 0xFF; };
 #endif
-  std::vector<int32_t> signed_lo(n);
 #if NNR_TRELLIS_SSE2
   const double far = 0.5 * std::numeric_limits<double>::max();
   __m128d cost[4] = {_mm_set_pd(far, 0.0), _mm_set1_pd(far), _mm_set1_pd(far), _mm_set1_pd(far)};
@@ -273,7 +273,7 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
     const int32_t sign = wv < 0 ? -1 : 1;
     const double org = qscale * double(wv) * double(sign);
     const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
-    signed_lo[i] = sign * lo;
+    k[ord ? ord[i] : i] = sign * lo;
 #if NNR_TRELLIS_SSE2
     dec[i] = trellis_step(cost, org, lo);
 #else
@@ -300,6 +300,7 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   for (int i = 1; i < 8; ++i)
     if (final_cost[i] < final_cost[s]) s = i;
   for (uint64_t i = n; i-- > 0;) {
+    const uint64_t pos = ord ? ord[i] : i;
     const uint32_t d = decision(i, s);
     const uint32_t slot = d >> 3;
     s = int(d & 7);
@@ -307,14 +308,14 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
     if (slot != 4) {
       // The candidate qi in [lo, lo + 3] with qi & 3 == slot, q = sign * ((qi + 1) >> 1) (never
       // 0, as lo >= 1), and the multiplier k = 2q - sign * (s & 1) of the previous state s.
-      const int32_t sl = signed_lo[i];
+      const int32_t sl = k[pos];  // sign * lo, from the forward pass
       const int32_t lo = sl < 0 ? -sl : sl;
       const int32_t qi = lo + int32_t((slot - uint32_t(lo)) & 3);
       const int32_t q = (qi + 1) >> 1;
       v = 2 * q - (s & 1);
       if (sl < 0) v = -v;
     }
-    k[ord ? ord[i] : i] = v;
+    k[pos] = v;
   }
   return true;
 }
