@@ -6,6 +6,7 @@ registry can report *why* a model is unavailable instead of failing at import.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import time
@@ -47,6 +48,28 @@ def torch_setup():
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch
+
+
+def model_loader(unavailable: Callable[[], str | None], build: Callable) -> Callable:
+    """A model module's ``load()``: checks ``unavailable()``, then ``build(torch)`` -> (tensors,
+    Evaluator) once per process (the Evaluator gets the tensors as its reference); every call
+    returns a fresh dict of the tensors and the shared evaluator."""
+
+    @functools.lru_cache(maxsize=1)
+    def cached():
+        reason = unavailable()
+        if reason:
+            raise RuntimeError(reason)
+        tensors, ev = build(torch_setup())
+        ev.set_reference(tensors)
+        return tensors, ev
+
+    def load():
+        """-> (tensors, evaluate): the float32 weights and ``evaluate(tensors) -> metrics``."""
+        tensors, ev = cached()
+        return dict(tensors), ev
+
+    return load
 
 
 def as_torch(tensors: Mapping[str, np.ndarray], names, dtype=np.float32) -> dict:

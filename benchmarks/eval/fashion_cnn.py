@@ -13,14 +13,13 @@ model's) and ``logit_mse``.
 """
 from __future__ import annotations
 
-import functools
 import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .common import Evaluator, as_torch, classifier_metrics, missing_modules, torch_setup
+from .common import Evaluator, as_torch, classifier_metrics, missing_modules, model_loader
 
 NAME = "fashion_cnn"
 TITLE = "Fashion-MNIST CNN (trained here), 10k test images"
@@ -111,12 +110,7 @@ def _accept(m, ref) -> bool:
     return m["top1"] >= ref["top1"] - 0.001 - 1e-9 and m["agreement"] >= 0.99
 
 
-@functools.lru_cache(maxsize=1)
-def _load():
-    reason = unavailable()
-    if reason:
-        raise RuntimeError(reason)
-    torch = torch_setup()
+def _build(torch):
     with np.load(WEIGHTS) as z:
         tensors = {k: np.asarray(z[k], np.float32) for k in TENSOR_NAMES}
     x, y = read_split("t10k")
@@ -128,11 +122,7 @@ def _load():
         return classifier_metrics(forward(as_torch(t, TENSOR_NAMES), x), labels, ref_logits)
 
     ev = Evaluator(NAME, run, _accept, TOLERANCE, primary="top1")
-    ev.set_reference(tensors)
     return tensors, ev
 
 
-def load():
-    """-> (tensors, evaluate): the float32 weights and ``evaluate(tensors) -> metrics``."""
-    tensors, ev = _load()
-    return dict(tensors), ev
+load = model_loader(unavailable, _build)

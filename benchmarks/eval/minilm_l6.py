@@ -23,7 +23,6 @@ an arange) is not coded.
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import struct
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Evaluator, as_torch, missing_modules, package_dir, torch_setup
+from .common import Evaluator, as_torch, missing_modules, model_loader, package_dir
 
 NAME = "minilm_l6"
 TITLE = "all-MiniLM-L6-v2, WordNet lemma->gloss retrieval (1000-way)"
@@ -256,12 +255,7 @@ def _accept(m, ref) -> bool:
             and m["cos"] >= 0.99)
 
 
-@functools.lru_cache(maxsize=1)
-def _load():
-    reason = unavailable()
-    if reason:
-        raise RuntimeError(reason)
-    torch = torch_setup()
+def _build(torch):
     d = model_dir()
     raw = read_safetensors(d / "model.safetensors")
     tensors = {k: v.astype(np.float32) for k, v in raw.items() if v.dtype.kind == "f"}
@@ -289,13 +283,9 @@ def _load():
         return m
 
     ev = Evaluator(NAME, run, _accept, TOLERANCE, primary="mrr")
-    ev.set_reference(tensors)
     ev.tokenizer = tok            # for tests
     ev.texts = [p[0] for p in pairs] + [p[1] for p in pairs]
     return tensors, ev
 
 
-def load():
-    """-> (tensors, evaluate): the float32 weights and ``evaluate(tensors) -> metrics``."""
-    tensors, ev = _load()
-    return dict(tensors), ev
+load = model_loader(unavailable, _build)

@@ -20,33 +20,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import importlib.util
 import io
 import json
 import sys
 import time
-import types
+from pathlib import Path
 
 import numpy as np
 
-
-def _stub_frameworks() -> None:
-    """``nncodec.nnc`` imports its PyTorch/TensorFlow front ends at module level; compress and
-    decompress on a dict of arrays use neither. Without torch, empty modules stand in."""
-    if importlib.util.find_spec("torch") is not None:
-        return
-    names = ["nncodec.framework", "nncodec.framework.tensorflow_model",
-             "nncodec.framework.pytorch_model", "nncodec.framework.use_case_init"]
-    parent = types.ModuleType(names[0])
-    parent.__path__ = []
-    sys.modules[names[0]] = parent
-    for name in names[1:]:
-        module = types.ModuleType(name)
-        sys.modules[name] = module
-        setattr(parent, name.rsplit(".", 1)[1], module)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "peer"))
+from nncodec_stubs import stub_frameworks  # noqa: E402  (shared with tests/peer/nncodec_driver.py)
 
 
-_stub_frameworks()
+stub_frameworks()
 from nncodec.nnc import compress, decompress  # noqa: E402
 
 OPTION_MAP = {"qp": "qp", "dq": "use_dq", "codebook_mode": "codebook_mode", "opt_qp": "opt_qp",

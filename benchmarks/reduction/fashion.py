@@ -10,6 +10,7 @@ Writes benchmarks/results/reduction_fashion_cnn.json (series merged in) and the 
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 
@@ -195,28 +196,20 @@ def run_prune(res, t, ev, loss_fn):
                         "parameters_before": rep.parameters_before})
 
 
-def run_micro(res, t, ev, loss_fn):
+def run_blocks(res, t, ev, loss_fn, tool):
+    """Micro-structured pruning or unification of 2x2xk blocks (Fisher ranking), fine-tuned."""
+    reduce, ratios, key, label, plan_arg = {
+        "micro": (micro_prune, (0.5, 0.75, 0.9), "micro-pruning", "micro-structured pruning", "masks"),
+        "unify": (unify, (0.5, 0.9), "unification", "unification", "plan")}[tool]
     fisher = fisher_diagonal(t, loss_fn, batches=16)
-    for r in (0.5, 0.75, 0.9):
-        p, masks = micro_prune(t, r, fisher=fisher)
+    for r in ratios:
+        p, plan = reduce(t, r, fisher=fisher)
         m = ev(p)
-        p, _ = fine_tune_structured(p, loss_fn, RECOVER, masks=masks)
-        log(f"micro {r}: before FT {m['top1']:.4f}")
-        res.series(f"micro-pruning:{r}", "micro-structured pruning (2x2xk blocks) + FT",
+        p, _ = fine_tune_structured(p, loss_fn, RECOVER, **{plan_arg: plan})
+        log(f"{tool} {r}: before FT {m['top1']:.4f}")
+        res.series(f"{key}:{r}", f"{label} (2x2xk blocks) + FT",
                    {"ratio": r, "block": "2,2,all", "ranking": "Fisher"},
                    curve(p, ev, TOOL_QPS), {"top1_no_finetune": m["top1"]})
-
-
-def run_unify(res, t, ev, loss_fn):
-    fisher = fisher_diagonal(t, loss_fn, batches=16)
-    for r in (0.5, 0.9):
-        u, plan = unify(t, r, fisher=fisher)
-        m = ev(u)
-        u, _ = fine_tune_structured(u, loss_fn, RECOVER, plan=plan)
-        log(f"unify {r}: before FT {m['top1']:.4f}")
-        res.series(f"unification:{r}", "unification (2x2xk blocks) + FT",
-                   {"ratio": r, "block": "2,2,all", "ranking": "Fisher"},
-                   curve(u, ev, TOOL_QPS), {"top1_no_finetune": m["top1"]})
 
 
 def run_lowrank(res, t, ev, loss_fn):
@@ -259,7 +252,8 @@ def run_lowrank_ft(res, t, ev, loss_fn):
 TOOLS = {"quantization": run_quantization, "finetune": run_finetune, "bnf": run_bnf,
          "ls": run_ls, "lsa": run_lsa, "sparsify": run_sparsify,
          "sparsify_fc1": run_sparsify_fc1, "closs": run_closs, "closs_global": run_closs_global,
-         "prune": run_prune, "micro": run_micro, "unify": run_unify, "lowrank": run_lowrank,
+         "prune": run_prune, "micro": functools.partial(run_blocks, tool="micro"),
+         "unify": functools.partial(run_blocks, tool="unify"), "lowrank": run_lowrank,
          "lowrank_ft": run_lowrank_ft}
 
 

@@ -132,22 +132,15 @@ def test_corpus_is_complete() -> None:
             "frame", "names"} <= families
 
 
+@pytest.mark.parametrize("api", ["decode", "inspect"])
 @pytest.mark.parametrize("name", IN_PROCESS)
-def test_decode(name: str) -> None:
+def test_api(name: str, api: str) -> None:
+    call, check = {"decode": (nnr.decode, check_decoded), "inspect": (nnr.inspect, check_info)}[api]
     data = (CORPUS / name).read_bytes()
-    result, exc = run_api(nnr.decode, data)
+    result, exc = run_api(call, data)
     check_expected(name, result, exc, data)
     if exc is None:
-        check_decoded(result)
-
-
-@pytest.mark.parametrize("name", IN_PROCESS)
-def test_inspect(name: str) -> None:
-    data = (CORPUS / name).read_bytes()
-    result, exc = run_api(nnr.inspect, data)
-    check_expected(name, result, exc, data)
-    if exc is None:
-        check_info(result)
+        check(result)
 
 
 @pytest.mark.parametrize("name", IN_PROCESS)

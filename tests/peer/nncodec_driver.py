@@ -25,38 +25,18 @@ NNCodec's own prints go to stdout and are not part of the protocol.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import traceback
-import types
 
 import numpy as np
+
+from nncodec_stubs import stub_frameworks  # this folder: the script's own sys.path[0]
 
 NNCODEC_VERSION = "2.1.3"
 
 
-def _stub_frameworks() -> None:
-    """Let ``nncodec.nnc`` import without torch / tensorflow.
-
-    ``nncodec/nnc/compression.py`` imports its PyTorch and TensorFlow front ends at module level;
-    ``decompress`` uses neither. When torch is not installed, empty stand-in modules take their
-    place so that the real ``decompress`` can be called.
-    """
-    if importlib.util.find_spec("torch") is not None:
-        return
-    names = ["nncodec.framework", "nncodec.framework.tensorflow_model",
-             "nncodec.framework.pytorch_model", "nncodec.framework.use_case_init"]
-    parent = types.ModuleType(names[0])
-    parent.__path__ = []  # a package, so that "from nncodec.framework import x" resolves
-    sys.modules[names[0]] = parent
-    for name in names[1:]:
-        module = types.ModuleType(name)
-        sys.modules[name] = module
-        setattr(parent, name.rsplit(".", 1)[1], module)
-
-
-_stub_frameworks()
+stub_frameworks()
 from nncodec.nnc import decompress  # noqa: E402
 from nncodec.nnc_core.hdsp.hdsp_tool import HdspTool  # noqa: E402
 

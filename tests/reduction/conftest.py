@@ -7,6 +7,8 @@ flatten (24) -> fc1 (5) -> relu -> fc2 (3). Names follow PyTorch's state_dict.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +115,19 @@ def _one_torch_thread():
 @pytest.fixture
 def model() -> dict[str, np.ndarray]:
     return make_model()
+
+
+def top1_agreement(reference: dict[str, np.ndarray]):
+    """An evaluate(tensors) -> {"top1": agreement with ``reference`` on 200 inputs}."""
+    x = inputs(200)
+    ref = forward(reference, x).argmax(1)
+    return lambda t: {"top1": float((forward(t, x).argmax(1) == ref).mean())}
+
+
+DC_DRIVER = Path(__file__).with_name("nncodec_dc_driver.py")
+
+
+def run_dc_driver(peer, *args) -> subprocess.CompletedProcess:
+    """tests/reduction/nncodec_dc_driver.py with the python of ``peer`` (the nncodec fixture)."""
+    return subprocess.run([str(peer.python), str(DC_DRIVER), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)

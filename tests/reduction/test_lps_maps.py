@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,25 +18,19 @@ from nnr.errors import ConfigError
 from nnr.reduction import (LayerMaps, MapLevels, PerformanceMaps, magnitude_sparsify,
                            measure_performance_maps, prune_channels, read_performance_maps,
                            unify)
-from tests.reduction.conftest import forward, inputs, make_model
+from tests.reduction.conftest import make_model, run_dc_driver, top1_agreement
 from tests.reduction.test_sparsify_prune import GROUPS
 
-DRIVER = Path(__file__).with_name("nncodec_dc_driver.py")
 WEIGHTS = ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
 LEVELS = MapLevels(sparsification=[0.5, 1.0], pruning=[0.25, 0.5], groups=GROUPS,
                    unification=[0.5])
 
 
-def _evaluate(reference):
-    x = inputs(200)
-    ref = forward(reference, x).argmax(1)
-    return lambda t: {"top1": float((forward(t, x).argmax(1) == ref).mean())}
-
 
 @pytest.fixture(scope="module")
 def maps() -> PerformanceMaps:
     model = make_model()
-    return measure_performance_maps(model, _evaluate(model), LEVELS, qp=-40, layers=True)
+    return measure_performance_maps(model, top1_agreement(model), LEVELS, qp=-40, layers=True)
 
 
 def _types(data: bytes) -> list[str]:
@@ -53,7 +45,7 @@ def _without_lps(maps: PerformanceMaps) -> PerformanceMaps:
 
 def test_layer_maps_measure_each_layer_alone(maps):
     model = make_model()
-    ev = _evaluate(model)
+    ev = top1_agreement(model)
     assert list(maps.layers) == WEIGHTS
     coded = lambda t: ev(nnr.decode(nnr.encode(t, qp=-40)))["top1"]     # noqa: E731
     for name, lm in maps.layers.items():
@@ -85,7 +77,7 @@ def test_layer_maps_measure_each_layer_alone(maps):
 
 def test_layer_selection_and_default():
     model = make_model()
-    ev = _evaluate(model)
+    ev = top1_agreement(model)
     levels = MapLevels(sparsification=[0.5])
     assert measure_performance_maps(model, ev, levels).layers is None      # opt-in
     some = measure_performance_maps(model, ev, levels, layers=["fc1.weight"])
@@ -264,10 +256,6 @@ def test_cli_layer_maps(tmp_path, capsys, monkeypatch):
 
 # ------------------------------------------------------------------------------ NNCodec
 
-def _peer(nncodec, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(nncodec.python), str(DRIVER), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
-
 
 def test_nncodec_cannot_decode_lps_streams(nncodec, tmp_path, maps):
     """NNCodec 2.1.3 fails on any NNR_LPS unit (KeyError on a flag its LPS parser never
@@ -280,19 +268,19 @@ def test_nncodec_cannot_decode_lps_streams(nncodec, tmp_path, maps):
     for name, pm in (("first", first), ("later", later), ("all", maps)):
         path = tmp_path / f"{name}.nnc"
         path.write_bytes(nnr.encode(model, qp=-40, performance_maps=pm))
-        r = _peer(nncodec, "decode", path, tmp_path / f"{name}.npz")
+        r = run_dc_driver(nncodec, "decode", path, tmp_path / f"{name}.npz")
         assert r.returncode != 0 and "lps_decomposition_performance_map_flag" in r.stderr, name
     # the same stream without LPS units decodes (and equals nnr's output)
     path = tmp_path / "none.nnc"
     data = nnr.encode(model, qp=-40, performance_maps=_without_lps(maps))
     path.write_bytes(data)
-    r = _peer(nncodec, "decode", path, tmp_path / "none.npz")
+    r = run_dc_driver(nncodec, "decode", path, tmp_path / "none.npz")
     assert r.returncode == 0, r.stderr[-800:]
     ours = nnr.decode(data)
     with np.load(tmp_path / "none.npz") as z:
         assert all(np.array_equal(z[k], ours[k]) for k in ours)
     # with the flag patched in
-    r = _peer(nncodec, "decode", tmp_path / "first.nnc", tmp_path / "first.npz",
+    r = run_dc_driver(nncodec, "decode", tmp_path / "first.nnc", tmp_path / "first.npz",
               "--patch-lps-flag")
     assert r.returncode == 0, r.stderr[-800:]
     ours = nnr.decode((tmp_path / "first.nnc").read_bytes())
@@ -300,7 +288,7 @@ def test_nncodec_cannot_decode_lps_streams(nncodec, tmp_path, maps):
         assert sorted(z.files) == sorted(ours)
         for k in ours:
             np.testing.assert_array_equal(z[k], ours[k], err_msg=k)
-    r = _peer(nncodec, "maps", tmp_path / "first.nnc", tmp_path / "first.json",
+    r = run_dc_driver(nncodec, "maps", tmp_path / "first.nnc", tmp_path / "first.json",
               "--patch-lps-flag")
     assert r.returncode == 0, r.stderr[-800:]
     got = json.loads((tmp_path / "first.json").read_text())["lps"]
@@ -309,6 +297,6 @@ def test_nncodec_cannot_decode_lps_streams(nncodec, tmp_path, maps):
     assert spm["sparsification_threshold"] == lm.sparsification.sparsification_threshold
     assert spm["spm_nn_accuracy"] == lm.sparsification.spm_nn_accuracy
     assert got["pruning_performance_map"]["pruning_ratio"] == lm.pruning.pruning_ratio
-    r = _peer(nncodec, "decode", tmp_path / "later.nnc", tmp_path / "later.npz",
+    r = run_dc_driver(nncodec, "decode", tmp_path / "later.nnc", tmp_path / "later.npz",
               "--patch-lps-flag")
     assert r.returncode != 0 and "KeyError: 'conv1.weight'" in r.stderr

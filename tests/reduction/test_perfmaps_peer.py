@@ -3,8 +3,6 @@ and maps."""
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +11,11 @@ import nnr
 from nnr.bitstream.stream import parse_stream
 from nnr.errors import ConfigError
 from nnr.reduction import MapLevels, PerformanceMaps, measure_performance_maps
-from tests.reduction.conftest import forward, inputs, make_model
+from tests.reduction.conftest import make_model, run_dc_driver, top1_agreement
 from tests.reduction.test_lowrank import low_rank_weight
 from tests.reduction.test_sparsify_prune import GROUPS
 
-DRIVER = Path(__file__).with_name("nncodec_dc_driver.py")
 
-
-def _evaluate(reference):
-    x = inputs(200)
-    ref = forward(reference, x).argmax(1)
-    return lambda t: {"top1": float((forward(t, x).argmax(1) == ref).mean())}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +23,7 @@ def maps() -> PerformanceMaps:
     model = make_model()
     levels = MapLevels(sparsification=[0.5, 1.0], pruning=[0.25, 0.5], groups=GROUPS,
                        unification=[0.5], decomposition=[0.3, 0.6])
-    return measure_performance_maps(model, _evaluate(model), levels, qp=-40)
+    return measure_performance_maps(model, top1_agreement(model), levels, qp=-40)
 
 
 def test_measured_maps(maps):
@@ -79,10 +71,6 @@ def test_per_class_accuracies():
     assert parse_stream(data)[1].payload.sparsification_performance_map == m.sparsification
 
 
-def _peer(nncodec, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(nncodec.python), str(DRIVER), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
-
 
 def test_nncodec_decodes_decomposed_weights(nncodec, tmp_path):
     rng = np.random.default_rng(5)
@@ -101,7 +89,7 @@ def test_nncodec_decodes_decomposed_weights(nncodec, tmp_path):
         data = nnr.encode(t, low_rank=0.05, qp=-42, **options)
         path = tmp_path / f"{name}.nnc"
         path.write_bytes(data)
-        r = _peer(nncodec, "decode", path, tmp_path / f"{name}.npz", "--weights",
+        r = run_dc_driver(nncodec, "decode", path, tmp_path / f"{name}.npz", "--weights",
                   "conv.weight,fc.weight")
         assert r.returncode == 0, f"{name}: {r.stderr[-800:]}"
         ours = nnr.decode(data)
@@ -114,14 +102,14 @@ def test_nncodec_decodes_decomposed_weights(nncodec, tmp_path):
 def test_nncodec_cannot_decode_separate_g_h_without_block_ids(nncodec, tmp_path):
     path = tmp_path / "s.nnc"
     path.write_bytes(nnr.encode({"w": low_rank_weight()}, low_rank=0.05))
-    r = _peer(nncodec, "decode", path, tmp_path / "s.npz")
+    r = run_dc_driver(nncodec, "decode", path, tmp_path / "s.npz")
     assert r.returncode != 0 and "weight_param" in r.stderr      # NNCodec 2.1.3's own bug
 
 
 def test_nncodec_parses_performance_maps(nncodec, tmp_path, maps):
     path = tmp_path / "m.nnc"
     path.write_bytes(nnr.encode(make_model(), performance_maps=maps))
-    r = _peer(nncodec, "maps", path, tmp_path / "m.json")
+    r = run_dc_driver(nncodec, "maps", path, tmp_path / "m.json")
     assert r.returncode == 0, r.stderr[-800:]
     got = json.loads((tmp_path / "m.json").read_text())["mps"]
     spm = got["sparsification_performance_map"]
