@@ -50,29 +50,46 @@ class SearchResult:
 
 
 class _Coder:
-    """Codes and reconstructs single tensors at a given qp, with a cache."""
+    """Codes single tensors at a given qp. Per (tensor, qp) it keeps the coded size, the squared
+    error and the single-tensor stream (not the reconstruction: over a grid of qps those would
+    take many times the model's size); per tensor, the last reconstruction it decoded."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray], cfg: EncodeConfig) -> None:
         self.cfg = cfg
         self.tensors = {n: prepare_tensor(n, v) for n, v in tensors.items()}
         self.floats = [n for n, a in self.tensors.items() if a.dtype == np.float32]
-        self._cache: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
+        self._cache: dict[tuple[str, int], tuple[int, float, bytes | None]] = {}
+        self._last: dict[str, tuple[int, np.ndarray]] = {}
 
-    def code(self, name: str, qp: int) -> tuple[int, np.ndarray]:
+    def size_error(self, name: str, qp: int) -> tuple[int, float]:
+        """Coded bytes (unit framing included, stream header not) and sum of squared errors."""
+        size, error, _ = self._coded(name, qp)
+        return size, error
+
+    def values(self, name: str, qp: int) -> np.ndarray:
+        """The decoder's reconstruction of ``name`` coded at ``qp``."""
+        _, _, data = self._coded(name, qp)
+        if data is None:
+            return self.tensors[name]
+        last = self._last.get(name)
+        if last is None or last[0] != qp:
+            last = (qp, _decode_one(data, name))
+            self._last[name] = last
+        return last[1]
+
+    def _coded(self, name: str, qp: int) -> tuple[int, float, bytes | None]:
         key = (name, qp)
         if key not in self._cache:
             arr = self.tensors[name]
             if arr.dtype != np.float32:
-                size = len(_encode({name: arr}, self.cfg)) - _HEADER_BYTES
-                self._cache[key] = (size, arr)
+                self._cache[key] = (len(_encode({name: arr}, self.cfg)) - _HEADER_BYTES, 0.0, None)
             else:
-                self._cache[key] = self._code_float(name, arr, qp)
+                data = _encode({name: arr}, self.cfg, qp_per_tensor={name: qp})
+                values = _decode_one(data, name)
+                error = float(np.sum((values.astype(np.float64) - arr.astype(np.float64)) ** 2))
+                self._cache[key] = (len(data) - _HEADER_BYTES, error, data)
+                self._last[name] = (qp, values)
         return self._cache[key]
-
-    def _code_float(self, name: str, arr: np.ndarray, qp: int) -> tuple[int, np.ndarray]:
-        from nnr.codec import decode
-        data = _encode({name: arr}, self.cfg, qp_per_tensor={name: qp})
-        return len(data) - _HEADER_BYTES, decode(data)[name]
 
     def assemble(self, qps: Mapping[str, int | None]) -> tuple[int, dict[str, np.ndarray]]:
         """Bytes and reconstruction of the stream with these qps; a qp of None stands for the
@@ -83,10 +100,14 @@ class _Coder:
             if q is None:
                 rec[name] = self.tensors[name]
                 continue
-            size, values = self.code(name, q)
-            total += size
-            rec[name] = values
+            total += self.size_error(name, q)[0]
+            rec[name] = self.values(name, q)
         return total, rec
+
+
+def _decode_one(data: bytes, name: str) -> np.ndarray:
+    from nnr.codec import decode
+    return decode(data)[name]
 
 
 def _encode(tensors, cfg: EncodeConfig, **options) -> bytes:
@@ -301,11 +322,10 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
         r = np.zeros(len(qs))
         e = np.zeros(len(qs))
         for n in ms:
-            orig = coder.tensors[n].astype(np.float64)
             for i, q in enumerate(qs):
-                size, values = coder.code(n, q)
+                size, error = coder.size_error(n, q)
                 r[i] += size
-                e[i] += float(np.sum((values.astype(np.float64) - orig) ** 2))
+                e[i] += error
         grid[g], rate[g], err[g] = qs, r, e
         start[g] = qs.index(g0) if g in weight_groups else 0
 
