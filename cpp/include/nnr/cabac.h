@@ -31,7 +31,7 @@ class Context {
  public:
   void init(int set = 0) {
     set_ = static_cast<int16_t>(set);
-    update_ = tables::kEngine.update[set];
+    update_ = tables::kEngine.update + tables::EngineTables::kUpdateRow * set;
     reset();
   }
   void reset() {
@@ -61,7 +61,7 @@ class Context {
   int16_t x_ = 0;    // 16 * S0
   int16_t y_ = 0;    // S1
   int16_t set_ = 0;  // init set
-  const int16_t* update_ = tables::kEngine.update[0];  // the row of the set's window shifts
+  const int16_t* update_ = tables::kEngine.update;  // the row of the set's window shifts
 };
 
 // Tracks one context under all 9 init sets at once, adding up the estimated bits of each;

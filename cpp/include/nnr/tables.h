@@ -18,8 +18,10 @@ struct EngineTables {
   // (range >> 5) - 8: the range's row is its bits 5..7 and bit 8 is always set.
   uint64_t lps_scaled[64 * 8];
   // Context::update of each init set's window shifts as table deltas, with the sign of the
-  // update folded in: update[set][64 * bin + 32 * (0: 16*S0, 1: S1) + j].
-  int16_t update[9][128];
+  // update folded in: update[128 * set + 64 * bin + 32 * (0: 16*S0, 1: S1) + j]. One flat array
+  // (kUpdateRow per set), so that code may address several sets' rows from one pointer.
+  static constexpr int kUpdateRow = 128;
+  int16_t update[9 * kUpdateRow];
 };
 extern const EngineTables kEngine;
 }  // namespace nnr::tables

@@ -64,25 +64,26 @@ template <int A, int B, int C>
 void replay3(const uint8_t* bins, size_t n, int16_t* x16, int16_t* y16, uint64_t* bits) {
   intptr_t xa = x16[A], ya = y16[A], xb = x16[B], yb = y16[B], xc = x16[C], yc = y16[C];
   uint64_t sa = 0, sb = 0, sc = 0;
-  const int16_t* const update = tables::kEngine.update[0];
+  constexpr intptr_t kRow = tables::EngineTables::kUpdateRow;
+  const int16_t* const update = tables::kEngine.update;
   const uint32_t* const est = &tables::kEstBits[512][0];
   for (size_t j = 0; j < n; ++j) {
     const uint32_t bin = bins[j];
     const intptr_t bias = intptr_t(bin) - 1;
-    // The bin's half of the update rows (kEngine.update is int16_t[9][128], its rows
-    // contiguous: set i's row starts 128 * i further on, a constant offset folded into the
-    // addressing), and the bin's cost column at S0plusS1 >> 3 == 0.
+    // The bin's half of the update rows (kEngine.update is flat: set i's row starts
+    // kUpdateRow * i further on, a constant offset folded into the addressing), and the bin's
+    // cost column at S0plusS1 >> 3 == 0.
     const int16_t* const t = update + 64 * intptr_t(bin) + 16;
     const uint32_t* const cost = est + bin;
     sa += cost[2 * ((xa + ya) >> 3)];
     sb += cost[2 * ((xb + yb) >> 3)];
     sc += cost[2 * ((xc + yc) >> 3)];
-    xa += t[128 * A + ((xa + bias) >> 7)];
-    ya += t[128 * A + 32 + ((ya + bias) >> 7)];
-    xb += t[128 * B + ((xb + bias) >> 7)];
-    yb += t[128 * B + 32 + ((yb + bias) >> 7)];
-    xc += t[128 * C + ((xc + bias) >> 7)];
-    yc += t[128 * C + 32 + ((yc + bias) >> 7)];
+    xa += t[kRow * A + ((xa + bias) >> 7)];
+    ya += t[kRow * A + 32 + ((ya + bias) >> 7)];
+    xb += t[kRow * B + ((xb + bias) >> 7)];
+    yb += t[kRow * B + 32 + ((yb + bias) >> 7)];
+    xc += t[kRow * C + ((xc + bias) >> 7)];
+    yc += t[kRow * C + 32 + ((yc + bias) >> 7)];
   }
   x16[A] = int16_t(xa), y16[A] = int16_t(ya), bits[A] += sa;
   x16[B] = int16_t(xb), y16[B] = int16_t(yb), bits[B] += sb;

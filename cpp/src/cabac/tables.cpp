@@ -199,9 +199,9 @@ constexpr void make_state_update(EngineTables& t) {
       const int scale = which == 0 ? 16 : 1;  // the fast state is kept as 16 * S0
       for (int j = 0; j < 32; ++j) {
         // bin 1: j = 16 + (s >> shift) is the curve index itself, the state moves up.
-        t.update[set][64 + 32 * which + j] = int16_t(scale * (kUpdateCurve[j] >> sh[which]));
+        t.update[EngineTables::kUpdateRow * set + 64 + 32 * which + j] = int16_t(scale * (kUpdateCurve[j] >> sh[which]));
         // bin 0: j = 15 + ceil(s / 2^shift), the curve index 16 + (-s >> shift) = 31 - j.
-        t.update[set][32 * which + j] = int16_t(-scale * (kUpdateCurve[31 - j] >> sh[which]));
+        t.update[EngineTables::kUpdateRow * set + 32 * which + j] = int16_t(-scale * (kUpdateCurve[31 - j] >> sh[which]));
       }
     }
   }
