@@ -26,10 +26,11 @@ using F32Array = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device:
 
 // rows, cols, scan_order, dq, has_qp, qp_bits, profile, parent_node_id_present, num_gtx,
 // codebook_size, codebook_zero_offset, legacy_v03, tca_base, hdsp_hist, init_estimate_limit,
-// entry point deltas [(delta, offset, dq_state)], threads
+// entry point deltas [(delta, offset, dq_state)], threads, init_estimate_on_multipliers
 using EpTuple = std::tuple<int64_t, uint32_t, uint32_t>;  // signed: a hostile delta can be < 0
 using ParamTuple = std::tuple<uint32_t, uint32_t, int, bool, bool, int, int, bool, uint32_t, uint32_t, uint32_t, bool,
-                              std::optional<I32Array>, std::optional<U8Array>, uint64_t, std::vector<EpTuple>, int>;
+                              std::optional<I32Array>, std::optional<U8Array>, uint64_t, std::vector<EpTuple>, int,
+                              bool>;
 
 nnr::TensorParams to_params(const ParamTuple& t) {
   nnr::TensorParams p;
@@ -52,6 +53,7 @@ nnr::TensorParams to_params(const ParamTuple& t) {
     p.entry_point_deltas.push_back({uint64_t(std::get<0>(e)), std::get<1>(e), std::get<2>(e)});
   }
   p.threads = std::max(1, std::get<16>(t));
+  p.init_estimate_on_multipliers = std::get<17>(t);
   const auto& base = std::get<12>(t);
   const auto& hist = std::get<13>(t);
   if (base) {

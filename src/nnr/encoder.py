@@ -131,7 +131,8 @@ def _spec(shape, cfg: EncodeConfig, *, scan: int, dq: bool, has_qp: bool,
                       codebook_size=codebook.codebook_size if codebook and cfg.profile == 1 else 0,
                       codebook_zero_offset=codebook.cb_zero_offset if codebook and cfg.profile == 1
                       else 0,
-                      legacy_v03=cfg.profile == 0, init_estimate_limit=cfg.init_estimate_limit)
+                      legacy_v03=cfg.profile == 0, init_estimate_limit=cfg.init_estimate_limit,
+                      init_estimate=cfg.init_estimate)
 
 
 def _entry_points(payload: bytes, specs: list[TensorSpec]) -> list[CabacEntryPoint]:

@@ -34,6 +34,10 @@ struct TensorParams {
   // Encoder only: the init-set choice looks at the first this many positions (0: all, as
   // NNCodec does). Any choice is decodable; a bound keeps the estimation pass cheap.
   uint64_t init_estimate_limit = 0;
+  // Encoder only: estimate on the DQ multipliers k instead of the coded levels q, as NNCodec's
+  // pseudo-encoding pass does (its chosen sets, so its streams byte for byte). Off: on the bins
+  // the tensor is actually coded with (fewer bins with DQ, and the estimate of the real cost).
+  bool init_estimate_on_multipliers = true;
   // Decoder only: the signalled entry points (bit_position holds the coded delta: the first
   // from the tensor's level-data start, the others from the previous entry point). With
   // threads > 1 and more than one block row, block rows are decoded in parallel from them;

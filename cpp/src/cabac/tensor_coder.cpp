@@ -532,9 +532,10 @@ class TensorEncoder {
     return int32_t(v >> 1);
   }
 
-  // NNCodec's pseudo-encoding pass: estimated bits of every init set per context, on the
-  // multipliers k with the general binarization (a known encoder-side quirk, kept so that the
-  // chosen sets equal NNCodec's).
+  // NNCodec's pseudo-encoding pass: estimated bits of every init set per context. NNCodec runs
+  // it on the multipliers k with the general binarization (an encoder-side quirk, kept with
+  // init_estimate_on_multipliers so that the chosen sets equal NNCodec's); otherwise it runs on
+  // the levels q, i.e. on the bins the tensor is then coded with.
   void estimate_init_sets(const int32_t* k, InitSetEstimator& est, bool tca, const uint8_t* hist,
                           const uint8_t* skip) {
     EstimatorSink sink{est};
@@ -545,6 +546,7 @@ class TensorEncoder {
     const uint64_t limit = p_.init_estimate_limit ? p_.init_estimate_limit : ~uint64_t(0);
     // Without TCA / HDSP the general binarization with no codebook is code_level_plain's.
     const bool plain = !tca && !(p_.profile == 1 && hist != nullptr);
+    const bool on_k = p_.init_estimate_on_multipliers;
     walk(
         p_, skip,
         [&](uint64_t pos) {
@@ -552,15 +554,16 @@ class TensorEncoder {
           // Pending bins are bounded: at most 2 + num_gtx + 32 per position.
           if ((++seen & 0xFFFF) == 0) est.flush();
           const int32_t q = q_of(k[pos], state);
+          const int32_t v = on_k ? k[pos] : q;
           if (plain) {
             const int cls = Modeler::cls(m.neighbour);
-            code_level_plain(sink, L_, k[pos], Layout::kSig + 3 * state + cls, Layout::kSign + cls);
+            code_level_plain(sink, L_, v, Layout::kSig + 3 * state + cls, Layout::kSign + cls);
           } else {
             if (tca) m.base = p_.tca_base[pos];
             if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
-            code_level(sink, L_, m, k[pos], state, none);
+            code_level(sink, L_, m, v, state, none);
           }
-          m.neighbour = k[pos];
+          m.neighbour = v;
           if (p_.dq) state = kDqNext[state][q & 1];
         },
         [&]() {

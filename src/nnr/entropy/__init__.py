@@ -21,7 +21,8 @@ def _param_tuple(s: TensorSpec) -> tuple:
     return (s.rows, s.cols, s.scan_order, bool(s.dq), bool(s.has_qp), 6 + s.qp_density, s.profile,
             bool(s.parent_node_id_present), s.cabac_unary_length, s.codebook_size,
             s.codebook_zero_offset, bool(s.legacy_v03), base, hist, int(s.init_estimate_limit),
-            [(int(d), int(o), int(q)) for d, o, q in s.entry_point_deltas], int(s.threads))
+            [(int(d), int(o), int(q)) for d, o, q in s.entry_point_deltas], int(s.threads),
+            s.init_estimate == "nncodec")
 
 
 def _coding(side: tuple) -> tuple[TensorCoding, int, list[EntryPoint]]:

@@ -53,6 +53,9 @@ class TensorSpec:
     legacy_v03: bool = False       # NNCodec 0.3.x payload: 32 remainder contexts, range reset
     entry_points: list[EntryPoint] = field(default_factory=list)  # decoder may ignore them
     init_estimate_limit: int = 0   # encoder: positions the init-set choice looks at (0: all)
+    #: encoder: the init-set estimate runs on the coded levels ("levels") or, as NNCodec's does,
+    #: on the DQ multipliers ("nncodec": NNCodec's choices)
+    init_estimate: str = "nncodec"
     #: decoder: the coded entry points as (bit_offset_delta, cabac_offset, dq_state); with
     #: threads > 1 block rows are decoded in parallel from them (and each one is checked)
     entry_point_deltas: list[tuple[int, int, int]] = field(default_factory=list)
