@@ -378,7 +378,7 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
     pending: deque = deque()
 
     def finish(item):
-        unit, snap, future, base = item
+        unit, snap, future, base, _ = item
         if future is None:
             return unit, snap, []
         try:
@@ -390,28 +390,41 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                 _update_state(state, unit, snap, element, k, digest)
         return unit, snap, tensors
 
+    # Units are yielded in stream order. Up to 2 x workers units decode ahead of the one at
+    # the head; beyond that, more may while the head is still running as long as their tensors
+    # add up to no more values than the head's (so one large tensor does not leave the other
+    # threads idle, and what waits decoded stays within the head's size). On one thread each
+    # unit is decoded at submit, so none is held back.
     window = 2 * workers if workers > 1 else 0
+    behind = 0          # values of the pending units after the head
     with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
         for unit, data, base in source:
             snap = copy.copy(ctx)
             future = None
+            n = 0
             if unit.unit_type == NnrUnitType.NDU and _wanted(unit, snap, names):
                 use_legacy = (snap.general_profile_idc == 0) if legacy is None else legacy
                 try:
                     if unit.header.payload_type != PayloadType.RAW_FLOAT:
-                        _check_limits(_elements(unit, snap), limits, total)
+                        elements = _elements(unit, snap)
+                        _check_limits(elements, limits, total)
+                        n = sum(prod(e.dims) for e in elements)
                 except BitstreamError as exc:
                     raise _located(exc, unit, base) from exc
                 # TCA and HDSP read the state: wait for earlier NDUs when the stream uses them
                 if state is not None and unit.header.parent_node_id_present_flag:
                     while pending:
                         yield finish(pending.popleft())
+                    behind = 0
                 future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy, workers)
-            pending.append((unit, snap, future, base))
-            # Up to 2 x workers units decode ahead; on one thread each is decoded at submit,
-            # so none is held back.
-            while len(pending) > window or (pending and pending[0][2] is None):
+            if pending:
+                behind += n
+            pending.append((unit, snap, future, base, n))
+            while pending and (pending[0][2] is None or pending[0][2].done() or (
+                    len(pending) > window and behind > pending[0][4])):
                 yield finish(pending.popleft())
+                if pending:
+                    behind -= pending[0][4]
         while pending:
             yield finish(pending.popleft())
 
@@ -435,6 +448,9 @@ class _Inline:
 class _Done:
     def __init__(self, value, exc):
         self.value, self.exc = value, exc
+
+    def done(self) -> bool:
+        return True
 
     def result(self):
         if self.exc is not None:

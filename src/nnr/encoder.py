@@ -693,16 +693,39 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         for name in nodes:
             yield emit(name, job(name))
         return
+    # Units leave in stream order. Up to 2 x threads jobs are queued; beyond that, more may
+    # start while the one at the head is still running as long as they add up to no more
+    # parameters than it has (a job reads its tensor when it starts, and a finished one holds
+    # only its coded units), so that one large tensor does not leave the other threads idle.
+    size = {name: _size_hint(tensors, name) for name in nodes}
     with ThreadPoolExecutor(threads) as pool:
         pending: deque = deque()
+        behind = 0      # parameters of the pending jobs after the head
         for name in nodes:
+            if pending:
+                behind += size[name]
             pending.append((name, pool.submit(job, name)))
-            while len(pending) > 2 * threads:
+            while len(pending) > 2 * threads and (pending[0][1].done()
+                                                  or behind > size[pending[0][0]]):
                 n, f = pending.popleft()
                 yield emit(n, f.result())
+                if pending:
+                    behind -= size[pending[0][0]]
         while pending:
             n, f = pending.popleft()
             yield emit(n, f.result())
+
+
+def _size_hint(tensors: Mapping[str, Any], name: str) -> int:
+    """The number of values of ``name`` without loading it where the source is lazy (0 when
+    unknown)."""
+    shape_of = getattr(tensors, "shape_of", None)
+    if shape_of is not None:
+        return prod(shape_of(name))
+    if isinstance(tensors, np.lib.npyio.NpzFile):
+        return 0
+    shape = getattr(tensors[name], "shape", None)
+    return prod(shape) if shape is not None else 0
 
 
 def _layer_maps(cfg: EncodeConfig, nodes: Mapping[str, _Node], owner: Mapping[str, str]

@@ -86,6 +86,10 @@ class SafetensorsReader(Mapping):
             return (out.astype(np.uint32) << 16).view(np.float32).reshape(shape)
         return out.reshape(shape)
 
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """The shape of ``name`` from the header (nothing is read)."""
+        return tuple(int(d) for d in self._entries[name]["shape"])
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
