@@ -305,7 +305,10 @@ class UpdateEncoder(_End):
         return stream
 
     def _config_for(self, residuals: Mapping[str, np.ndarray]) -> EncodeConfig:
-        """Tensors sent whole (new or reshaped) get the full-model qp."""
+        """Tensors sent whole (new or reshaped) get the full-model qp (with stochastic or
+        bit-depth quantization, which choose each tensor's step themselves, nothing changes)."""
+        if self.config.stochastic is not None or self.config.bit_depth is not None:
+            return self.config
         whole = {n: self.full_config.qp_for(n, a.ndim) for n, a in residuals.items()
                  if a.dtype.kind == "f" and self._is_new(n, a.shape)}
         if not whole:

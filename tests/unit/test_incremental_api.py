@@ -150,6 +150,26 @@ def test_transfer_learning_new_and_reshaped_tensors():
     _in_sync(enc, dec)
 
 
+@pytest.mark.parametrize("options", [{"bit_depth": 6}, {"stochastic": "ternary", "seed": 3}])
+def test_low_bit_update_chains_take_new_and_reshaped_tensors(options):
+    """Quantizers that choose each tensor's step themselves code new tensors the same way."""
+    rng = np.random.default_rng(8)
+    model = _base()
+    enc, dec = UpdateEncoder(model, **options), UpdateDecoder(model)
+    new = dict(_drift(model, rng))
+    new["fc.weight"] = (rng.standard_normal((10, 32)) * 0.1).astype(np.float32)   # new head
+    new["fc.bias"] = np.zeros(10, np.float32)
+    new["adapter.weight"] = (rng.standard_normal((4, 32)) * 0.1).astype(np.float32)
+    changes = dec.decode_delta(enc.encode(new))
+    _in_sync(enc, dec)
+    assert dec.reference["fc.weight"].shape == (10, 32)
+    assert {"fc.weight", "adapter.weight"} <= set(changes)
+    step = np.abs(dec.reference["adapter.weight"] - new["adapter.weight"]).max()
+    assert 0 < step < np.abs(new["adapter.weight"]).max()       # coded, and not as zero
+    dec.decode(enc.encode(_drift(new, rng)))
+    _in_sync(enc, dec)
+
+
 def test_error_feedback_delivers_what_quantization_would_lose():
     """A delta below the dead zone never arrives without error feedback; with it the sum
     of what arrived tracks the sum sent."""
