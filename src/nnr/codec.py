@@ -260,16 +260,16 @@ def performance_maps_of(mps: Any) -> dict[str, Any]:
 
 
 def inspect(data: bytes | bytearray | memoryview, *, state: DecoderState | None = None,
-            legacy: bool | None = None) -> StreamInfo:
+            legacy: bool | None = None, limits: DecodeLimits | None = None) -> StreamInfo:
     """Parse and decode a stream and describe it (every payload is decoded, so the qp of each
     tensor is known and a corrupt payload is reported). An update stream that uses temporal
     context adaptation needs the decoder ``state`` of the streams before it; it is copied,
-    not changed."""
+    not changed. ``limits`` as for :func:`decode`."""
     data = bytes(data)
     info = StreamInfo(profile=0, size=len(data))
     work = copy.deepcopy(state) if state is not None else DecoderState()
     layers = _LayerMapReader()
-    for unit, ctx, tensors in decode_units(data, state=work, legacy=legacy):
+    for unit, ctx, tensors in decode_units(data, state=work, legacy=legacy, limits=limits):
         info.units.append(UnitInfo(unit.index, unit.type_name, unit.offset, unit.size))
         layers.take(unit)
         if unit.unit_type == NnrUnitType.STR:

@@ -239,7 +239,17 @@ class EncodeConfig:
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """Bounds a decoder enforces before it allocates (hostile-input protection)."""
+    """Bounds a decoder enforces before it allocates (hostile-input protection).
+
+    ``max_tensor_elements`` / ``max_total_elements``: elements one tensor / the whole stream may
+    declare. An NDU may declare at most ``max_elements_per_payload_byte`` x its payload bytes +
+    ``free_elements`` elements, except for tensors that the syntax codes below one bin per
+    element (a one-entry codebook, row skipping), whose excess over that budget adds up to at
+    most ``max_sparse_elements`` per stream (:mod:`nnr.limits` explains the policy).
+    """
 
     max_tensor_elements: int = 1 << 31
     max_total_elements: int = 1 << 34
+    max_elements_per_payload_byte: int = 2000
+    free_elements: int = 4096
+    max_sparse_elements: int = 1 << 26

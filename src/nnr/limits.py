@@ -22,8 +22,8 @@ the product of the dimensions after the first, must fit 32 bits (the native core
 limits ``max_tensor_elements`` / ``max_total_elements`` are
 checked by the decoder.
 
-The parameters are fields of :class:`nnr.DecodeLimits`; while a field is missing there, the
-default below applies. :func:`check_ndu` is called by the NDU parser
+The parameters are fields of :class:`nnr.DecodeLimits` (with these defaults; an object without
+such a field gets the default below). :func:`check_ndu` is called by the NDU parser
 (:mod:`nnr.bitstream.stream`), i.e. before any decoding or allocation, for ``nnr.decode``,
 ``nnr.inspect`` and the CLI alike.
 """

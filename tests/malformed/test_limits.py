@@ -26,14 +26,8 @@ sys.path.insert(0, str(HERE))
 import make_corpus as mc  # noqa: E402
 
 
-def limits(**kw: int) -> SimpleNamespace:
-    """A DecodeLimits stand-in with every field the decoder and the parser read."""
-    values = {"max_tensor_elements": 1 << 31, "max_total_elements": 1 << 34,
-              "max_elements_per_payload_byte": DEFAULTS.max_elements_per_payload_byte,
-              "free_elements": DEFAULTS.free_elements,
-              "max_sparse_elements": DEFAULTS.max_sparse_elements}
-    values.update(kw)
-    return SimpleNamespace(**values)
+def limits(**kw: int) -> nnr.DecodeLimits:
+    return nnr.DecodeLimits(**kw)
 
 
 # --- the policy -------------------------------------------------------------------------------
@@ -42,7 +36,8 @@ def test_defaults() -> None:
     assert DEFAULTS.free_elements == 4096
     assert DEFAULTS.max_sparse_elements == 1 << 26
     assert limit_values(None) == DEFAULTS
-    assert limit_values(nnr.DecodeLimits()).free_elements == 4096   # fields absent: defaults
+    assert limit_values(nnr.DecodeLimits()) == DEFAULTS      # one set of defaults
+    assert limit_values(SimpleNamespace()).free_elements == 4096      # fields absent: defaults
     assert limit_values(limits(free_elements=7)).free_elements == 7
 
 
@@ -129,6 +124,9 @@ def test_decode_limits_still_apply() -> None:
         nnr.decode(data, limits=nnr.DecodeLimits(max_tensor_elements=100))
     with pytest.raises(ResourceLimitError):
         nnr.decode(data, limits=nnr.DecodeLimits(max_total_elements=100))
+    with pytest.raises(ResourceLimitError):
+        nnr.inspect(data, limits=nnr.DecodeLimits(max_tensor_elements=100))
+    assert nnr.inspect(data, limits=nnr.DecodeLimits(max_tensor_elements=4096)).tensors
 
 
 def test_decode_hands_its_limits_to_the_parser() -> None:
