@@ -122,7 +122,9 @@ def _elements(unit: ParsedUnit, ctx: StreamContext) -> list[_Element]:
     kind = "weight" if len(dims) > 1 else "unspecified"
     if hdr.compressed_parameter_types & CPT.DC:
         g, h = _dc_dims(hdr, dims)
-        dims = g if hdr.decomposed_type(ctx) == "G" else h
+        # as the parser read the header (ctx may already be past this unit)
+        kind_gh = unit.decomposed_type or hdr.decomposed_type(ctx)
+        dims = g if kind_gh == "G" else h
         kind = "weight"
     return [_Element(name, dims, kind, hdr.codebook)]
 

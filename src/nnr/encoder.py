@@ -20,7 +20,7 @@ from nnr.bitstream.units.layer_parameter_set import LayerParameterSetHeader
 from nnr.bitstream.units.model_parameter_set import ModelParameterSet
 from nnr.bitstream.units.start import StartUnitHeader
 from nnr.bitstream.units.topology import TopologyPayload, TopologyUnitHeader
-from nnr.config import BLOCK_ROLES, EncodeConfig
+from nnr.config import EncodeConfig
 from nnr.entropy import TensorCoding, TensorSpec, decode_payload, encode_payload
 from nnr.errors import ConfigError
 from nnr.quantization import lowbit, make_codebook, qp_range, quantize
