@@ -325,8 +325,14 @@ def _located(exc: BitstreamError, unit: ParsedUnit, base: int = 0) -> BitstreamE
 
 
 def _wanted(unit: ParsedUnit, ctx: StreamContext, names: set[str] | None) -> bool:
+    """Whether the NDU holds one of ``names``. The G and H NDUs of a decomposed weight go
+    together (either name, or the weight's own, selects both: recomposing needs both)."""
     if names is None or unit.header.payload_type == PayloadType.RAW_FLOAT:
         return names is None or str(unit.header.topology_elem_ids[0]) in names
+    if unit.header.compressed_parameter_types & CPT.DC:
+        layer = layer_name(unit)
+        if names & {layer, layer + "_G", layer + "_H"}:
+            return True
     return any(e.name in names for e in _elements(unit, ctx))
 
 

@@ -24,7 +24,9 @@ import numpy as np
 from nnr.bitstream.enums import NnrUnitType, PayloadType
 from nnr.bitstream.stream import StreamContext, iter_file_units
 from nnr.config import DecodeLimits, EncodeConfig
-from nnr.decoder import DecoderState, _elements, decode_file_units
+from nnr.bitstream.enums import CompressedParameterTypes as CPT
+from nnr.decoder import (DecoderState, _dc_weight_name, _elements, decode_file_units,
+                         recomposed_units)
 from nnr.encoder import EncoderState, Topology, iter_units
 from nnr.errors import ConfigError, UnsupportedFeatureError
 
@@ -161,10 +163,12 @@ def _npz_writer(path: Path):
     return zf, write
 
 
-def _planned_tensors(src: Path, legacy: bool | None) -> list[tuple[str, tuple[int, ...], str]]:
-    """Names, shapes and output dtypes of the tensors, from the unit headers alone."""
+def _planned_tensors(src: Path, recompose: bool) -> list[tuple[str, tuple[int, ...], str]]:
+    """Names, shapes and output dtypes of the tensors, from the unit headers alone (with
+    ``recompose``, as :func:`nnr.decoder.recomposed_units` names and shapes them)."""
     plan = []
     ctx = StreamContext()
+    pending_g: str | None = None
     with open(src, "rb") as f:
         for unit, _, _ in iter_file_units(f, ctx):
             if unit.unit_type != NnrUnitType.NDU:
@@ -173,19 +177,30 @@ def _planned_tensors(src: Path, legacy: bool | None) -> list[tuple[str, tuple[in
             if hdr.payload_type == PayloadType.RAW_FLOAT:
                 plan.append((str(hdr.topology_elem_ids[0]), tuple(unit.dims), "F32"))
                 continue
-            for e in _elements(unit, ctx):
-                dtype = "I32" if hdr.payload_type == PayloadType.INT else \
-                    ("F64" if e.codebook is not None else "F32")
-                plan.append((e.name, tuple(e.dims), dtype))
+            elements = [(e.name, tuple(e.dims), "I32" if hdr.payload_type == PayloadType.INT
+                         else ("F64" if e.codebook is not None else "F32"))
+                        for e in _elements(unit, ctx)]
+            if recompose and hdr.compressed_parameter_types & CPT.DC:
+                if hdr.payload_type == PayloadType.BLOCK:
+                    elements = elements[:-2] + [(_dc_weight_name(elements[-2][0]),
+                                                 tuple(unit.dims), "F32")]
+                elif pending_g is None:
+                    pending_g, elements = elements[0][0], []
+                else:
+                    elements = [(_dc_weight_name(pending_g), tuple(unit.dims), "F32")]
+                    pending_g = None
+            plan += elements
     return plan
 
 
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *,
                 state: DecoderState | None = None, legacy: bool | None = None,
                 limits: DecodeLimits | None = None, threads: int | None = None,
-                names=None, progress=None) -> int:
+                names=None, progress=None, recompose: bool = True) -> int:
     """Decode an NNR stream file into ``.npz`` or ``.safetensors``, one unit at a time;
-    returns the number of tensors written."""
+    returns the number of tensors written. With ``recompose`` (the default, as for a decoded
+    model) every decomposed weight comes back as ``W = G @ H`` under its own name
+    (:func:`nnr.decoder.recomposed_units`), and ``names`` refer to those."""
     src, out = Path(src), Path(dst)
     if not src.is_file():
         raise ConfigError(f"no such file: {src}")
@@ -195,25 +210,27 @@ def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *,
     wanted = None if names is None else set(names)
     count = 0
     with _atomic_output(out) as tmp, open(src, "rb") as f:
-        units = decode_file_units(f, state=state, legacy=legacy, limits=limits, threads=threads,
-                                  names=wanted)
+        decoded = decode_file_units(f, state=state, legacy=legacy, limits=limits,
+                                    threads=threads, names=wanted)
+        units = recomposed_units(decoded) if recompose else \
+            ((unit, [(t.name, t.array) for t in tensors]) for unit, _, tensors in decoded)
         if suffix == ".npz":
             zf, write = _npz_writer(tmp)
             with zf:
-                for _, _, tensors in units:
-                    for t in tensors:
-                        if wanted is None or t.name in wanted:
-                            write(t.name, t.array)
+                for _, named in units:
+                    for name, array in named:
+                        if wanted is None or name in wanted:
+                            write(name, array)
                             count += 1
                             if progress is not None:
                                 progress(count)
         else:
-            count = _write_safetensors(src, tmp, units, wanted, legacy, progress)
+            count = _write_safetensors(src, tmp, units, wanted, recompose, progress)
     return count
 
 
-def _write_safetensors(src: Path, tmp: Path, units, wanted, legacy, progress) -> int:
-    plan = [p for p in _planned_tensors(src, legacy) if wanted is None or p[0] in wanted]
+def _write_safetensors(src: Path, tmp: Path, units, wanted, recompose: bool, progress) -> int:
+    plan = [p for p in _planned_tensors(src, recompose) if wanted is None or p[0] in wanted]
     sizes = {"F32": 4, "F64": 8, "I32": 4}
     header, offset = {}, 0
     for name, shape, dtype in plan:
@@ -225,12 +242,12 @@ def _write_safetensors(src: Path, tmp: Path, units, wanted, legacy, progress) ->
     count = 0
     with open(tmp, "wb") as out:
         out.write(struct.pack("<Q", len(blob)) + blob)
-        for _, _, tensors in units:
-            for t in tensors:
-                if t.name not in header:
+        for _, named in units:
+            for name, array in named:
+                if name not in header:
                     continue
-                want = {"F32": "<f4", "F64": "<f8", "I32": "<i4"}[header[t.name]["dtype"]]
-                out.write(memoryview(np.ascontiguousarray(t.array, dtype=want)).cast("B"))
+                want = {"F32": "<f4", "F64": "<f8", "I32": "<i4"}[header[name]["dtype"]]
+                out.write(memoryview(np.ascontiguousarray(array, dtype=want)).cast("B"))
                 count += 1
                 if progress is not None:
                     progress(count)

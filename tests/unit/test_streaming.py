@@ -64,6 +64,34 @@ def test_decode_file_equals_in_memory_decode(tmp_path, fmt):
     assert list(np.load(tmp_path / "one.npz")) == ["b.weight"]
 
 
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+@pytest.mark.parametrize("blocks", [False, True])
+def test_decode_file_recomposes_low_rank_weights(tmp_path, fmt, blocks):
+    """As a decoded model: W = G @ H under the weight's name, by default; G and H on request."""
+    rng = np.random.default_rng(12)
+    m = _model()
+    m["a.weight"] = (rng.standard_normal((40, 3)) @ rng.standard_normal((3, 30))).astype(np.float32)
+    options = {"blocks": {"a.weight": {"bias": "a.bias"}}} if blocks else {}
+    data = nnr.encode(m, qp=-40, low_rank={"a.weight": 0.01}, **options)
+    (tmp_path / "m.nnr").write_bytes(data)
+    want = nnr.decode_stream(data, recompose=True).tensors
+    assert "a.weight" in want and "a.weight_G" not in want
+    out = tmp_path / f"d.{fmt}"
+    assert decode_file(tmp_path / "m.nnr", out) == len(want)
+    got = dict(np.load(out)) if fmt == "npz" else dict(SafetensorsReader(out).items())
+    assert list(got) == list(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+    one = tmp_path / f"one.{fmt}"
+    assert decode_file(tmp_path / "m.nnr", one, names=["a.weight"]) == 1
+    got = dict(np.load(one)) if fmt == "npz" else dict(SafetensorsReader(one).items())
+    assert list(got) == ["a.weight"] and np.array_equal(got["a.weight"], want["a.weight"])
+    raw = nnr.decode(data)
+    assert decode_file(tmp_path / "m.nnr", one, recompose=False) == len(raw)
+    got = dict(np.load(one)) if fmt == "npz" else dict(SafetensorsReader(one).items())
+    assert list(got) == list(raw) and "a.weight_G" in got
+
+
 def test_bfloat16_and_float16_safetensors_inputs(tmp_path):
     w = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)
     bf16 = (w.view(np.uint32) >> 16).astype(np.uint16)
