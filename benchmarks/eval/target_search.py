@@ -14,7 +14,11 @@ For every model of ``benchmarks.eval``, in one run:
   continuous distortion (KL divergence of the class probabilities from the uncompressed model's
   for the classifiers, 1 - mean cosine similarity of the embeddings for MiniLM) that measures
   each tensor's sensitivity; DQ on, codebook off, qp_density 2, 1-D tensors at qp -75;
-* nnr's chosen stream is decoded again by nnr *and by NNCodec*, both decodings compared value
+* for models with batch norm, nnr also searches the model with its batch norms folded
+  (:mod:`nnr.reduction.batchnorm`: per conv, W stays, the four BN vectors become a scaling
+  vector ``<w>_scaling`` and a bias; the judge unfolds the decoded tensors, mean 0, var 1 - eps,
+  before evaluating), a separate series;
+* nnr's chosen streams are decoded again by nnr *and by NNCodec*, both decodings compared value
   by value, and evaluated once more.
 
 Results: ``OUT/search_<model>.json`` (both codecs' points, the search log, per-tensor qps) and
@@ -88,8 +92,53 @@ def equal_distortion(name: str, points: list, search_log: list) -> dict:
     return out
 
 
-def run_model(name: str, args, peer, vers) -> dict:
+def nnr_search(name: str, series: str, tensors: dict, evaluate, args, peer, settings: dict,
+               f32: int, points: list, view=lambda t: t):
+    """One nnr search (the model's tensors as ``view`` turns the coded ones back into them),
+    its stream decoded by nnr and by NNCodec and evaluated; appends the point."""
     import nnr
+    evaluations = []
+
+    def judge(rec):
+        m = evaluate(view(rec))
+        ok = evaluate.accept(m)
+        evaluations.append({"metrics": m, "accepted": ok})
+        return ok, distortion_of(name, m)
+
+    options = {k: v for k, v in settings.items() if k != "batch_norm_folding"}
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = nnr.encode_for_acceptance(tensors, judge,
+                                    max_evaluations=args.max_evaluations or BUDGET.get(name),
+                                    **options)
+    t1, c1 = time.perf_counter(), time.process_time()
+    decoded = nnr.decode(res.data)
+    m = evaluate(view(decoded))
+    rd.log(f"  {series}: {len(res.data):,d} B after {res.evaluations} evaluations "
+           f"({t1 - t0:.0f} s): {rd.fmt_metrics(m)}{'  ok' if evaluate.accept(m) else '  REJECTED'}")
+    cross = None
+    if peer is not None:
+        with tempfile.TemporaryDirectory(prefix=f"ts_{name}_x_") as wd:
+            sp, op = Path(wd) / "nnr.nnr", Path(wd) / "dec.npz"
+            sp.write_bytes(res.data)
+            proc = subprocess.run([str(peer), str(rd.DRIVER), "decode", str(sp), str(op)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                cross = {"ok": False, "error": proc.stderr.strip()[-400:]}
+            else:
+                with np.load(op) as z:
+                    same = all(np.array_equal(np.asarray(z[k], np.float32),
+                                              np.asarray(decoded[k], np.float32))
+                               for k in decoded) and set(z.files) == set(decoded)
+                cross = {"ok": bool(same)}
+        rd.log(f"  NNCodec decodes nnr's stream to the same values: {cross}")
+    points.append(rd.point_record(
+        "nnr", series, {**settings, "qp_per_tensor": res.qp_per_tensor},
+        len(res.data), f32, {"encode_s": t1 - t0, "encode_cpu_s": c1 - c0}, {}, m,
+        evaluate.accept(m), evaluations=res.evaluations, nncodec_decodes_identically=cross))
+    return res, m
+
+
+def run_model(name: str, args, peer, vers) -> dict:
     t_start = time.perf_counter()
     tensors, evaluate = models.load(name)
     tensors = {k: np.asarray(v, np.float32) for k, v in tensors.items()}
@@ -112,46 +161,22 @@ def run_model(name: str, args, peer, vers) -> dict:
             points += rd.run_nncodec(peer, tensors, evaluate, pts, f32, Path(wd), extra)
         cache.write_text(json.dumps({"sweep": sweep, "points": points}, indent=1) + "\n")
 
-    # nnr: the search
-    evaluations = []
-
-    def judge(rec):
-        m = evaluate(rec)
-        ok = evaluate.accept(m)
-        evaluations.append({"metrics": m, "accepted": ok})
-        return ok, distortion_of(name, m)
-
+    # nnr: the search, on the model as it is and with its batch norms folded
+    from nnr.reduction.batchnorm import find_batch_norms, fold_batch_norm, unfold_batch_norm
     settings = {"dq": True, "codebook": "off", "qp_density": 2, "nonweight_qp": None,
                 "scan_order": 0}
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = nnr.encode_for_acceptance(tensors, judge,
-                                    max_evaluations=args.max_evaluations or BUDGET.get(name),
-                                    **settings)
-    t1, c1 = time.perf_counter(), time.process_time()
-    decoded = nnr.decode(res.data)
-    m = evaluate(decoded)
-    rd.log(f"  nnr search: {len(res.data):,d} B after {res.evaluations} evaluations "
-           f"({t1 - t0:.0f} s): {rd.fmt_metrics(m)}{'  ok' if evaluate.accept(m) else '  REJECTED'}")
-    cross = None
-    if peer is not None:
-        with tempfile.TemporaryDirectory(prefix=f"ts_{name}_x_") as wd:
-            sp, op = Path(wd) / "nnr.nnr", Path(wd) / "dec.npz"
-            sp.write_bytes(res.data)
-            proc = subprocess.run([str(peer), str(rd.DRIVER), "decode", str(sp), str(op)],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                cross = {"ok": False, "error": proc.stderr.strip()[-400:]}
-            else:
-                with np.load(op) as z:
-                    same = all(np.array_equal(np.asarray(z[k], np.float32),
-                                              np.asarray(decoded[k], np.float32))
-                               for k in decoded) and set(z.files) == set(decoded)
-                cross = {"ok": bool(same)}
-        rd.log(f"  NNCodec decodes nnr's stream to the same values: {cross}")
-    points.append(rd.point_record(
-        "nnr", "nnr search (per-tensor qp)", {**settings, "qp_per_tensor": res.qp_per_tensor},
-        len(res.data), f32, {"encode_s": t1 - t0, "encode_cpu_s": c1 - c0}, {}, m,
-        evaluate.accept(m), evaluations=res.evaluations, nncodec_decodes_identically=cross))
+    res, _ = nnr_search(name, "nnr search (per-tensor qp)", tensors, evaluate, args, peer,
+                        settings, f32, points)
+    eps = getattr(models.module(name), "BN_EPS", None)
+    bns = find_batch_norms(tensors, eps=eps) if eps is not None else {}
+    bnf_log: list = []
+    if bns:
+        folded, _ = fold_batch_norm(tensors, bns)
+        rd.log(f"  {len(bns)} batch norms folded: {len(folded)} tensors")
+        bnf_log = nnr_search(name, "nnr search + BN folding (per-tensor qp)", folded, evaluate, args, peer,
+                   {**settings, "batch_norm_folding": len(bns)}, f32, points,
+                   view=lambda t: {k: v for k, v in unfold_batch_norm(t, bns).items()
+                                   if k in tensors})[0].log
 
     result = {
         "model": name, "title": models.module(name).TITLE, "float32_bytes": f32,
@@ -160,7 +185,9 @@ def run_model(name: str, args, peer, vers) -> dict:
         "seconds": time.perf_counter() - t_start, "points": points,
         "search_log": res.log,
     }
-    result["equal_distortion"] = equal_distortion(name, points, res.log)
+    if bnf_log:
+        result["search_log_bn_folding"] = bnf_log
+    result["equal_distortion"] = equal_distortion(name, points, res.log + bnf_log)
     best = {c: rd.smallest_accepted(points, c) for c in ("nnr", "nncodec")}
     result["best"] = {c: (None if p is None else {"bytes": p["bytes"], "series": p["series"],
                                                   "settings": p["settings"]})
@@ -178,23 +205,31 @@ def summary(out: Path) -> str:
              "and evaluated; nnr's stream also decoded by NNCodec and compared. \"At equal "
              "distortion\": for each NNCodec stream the smallest stream the nnr search judged "
              "whose distortion (KL divergence from the uncompressed model's outputs; 1 - cosine "
-             "for MiniLM) is no larger, geometric mean of the byte ratios per NNCodec series.", "",
+             "for MiniLM) is no larger, geometric mean of the byte ratios per NNCodec series. "
+             "For models with batch norm nnr also searches the model with its batch norms folded "
+             "(BN folded: each conv's weight unchanged, scaling and bias vectors instead of the "
+             "four BN vectors; unfolded before evaluation); the last column is the search on the "
+             "tensors as they are. NNCodec ran without its own bnf option (it needs the "
+             "PyTorch model's block mapping).", "",
              "| model | float32 | NNCodec best | nnr search | nnr / NNCodec | nnr evaluations | "
-             "NNCodec decodes nnr's stream identically | nnr / NNCodec at equal distortion |",
-             "|---|---|---|---|---|---|---|---|"]
+             "NNCodec decodes nnr's stream identically | nnr / NNCodec at equal distortion | "
+             "nnr search without BN folding |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in models.names():
         p = out / f"search_{name}.json"
         if not p.exists():
             continue
         r = json.loads(p.read_text())
         b = r["best"]
-        nn = [x for x in r["points"] if x["codec"] == "nnr"][0]
+        nn = next((x for x in r["points"] if x["codec"] == "nnr" and b["nnr"]
+                   and x["series"] == b["nnr"]["series"]), {})
 
         def fmt(x):
             if x is None:
                 return "none accepted"
             s = x["settings"]
-            how = ("per-tensor qp" if "qp_per_tensor" in s else
+            how = (("per-tensor qp" + (", BN folded" if s.get("batch_norm_folding") else ""))
+                   if "qp_per_tensor" in s else
                    f"qp {s.get('qp')}, dq {'on' if s.get('dq', True) else 'off'}"
                    f"{', opt_qp' if s.get('opt_qp') else ''}")
             return f"{x['bytes']:,d} B ({100 * x['bytes'] / r['float32_bytes']:.2f} %; {how})"
@@ -203,9 +238,15 @@ def summary(out: Path) -> str:
         eq = "; ".join(f"{k.replace('NNCodec ', '')}: {v['ratio_geomean']:.3f} "
                        f"({len(v['pairs'])} streams)"
                        for k, v in sorted(r.get("equal_distortion", {}).items()))
+        plain = next((x for x in r["points"] if x["codec"] == "nnr"
+                      and "batch_norm_folding" not in x["settings"]), None)
+        unfolded = "-" if plain is None or plain is nn else (
+            f"{plain['bytes']:,d} B{'' if plain.get('accepted') else ' (rejected)'}"
+            + (f", {plain['bytes'] / b['nncodec']['bytes']:.4f}" if b["nncodec"] else ""))
         lines.append(f"| {name} | {r['float32_bytes'] / 1e6:.2f} MB | {fmt(b['nncodec'])} | "
                      f"{fmt(b['nnr'])} | {ratio} | {nn.get('evaluations')} | "
-                     f"{'yes' if cross and cross.get('ok') else cross} | {eq or '-'} |")
+                     f"{'yes' if cross and cross.get('ok') else cross} | {eq or '-'} | "
+                     f"{unfolded} |")
     return "\n".join(lines) + "\n"
 
 
