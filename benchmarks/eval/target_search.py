@@ -132,7 +132,7 @@ def nnr_search(name: str, series: str, tensors: dict, evaluate, args, peer, sett
                 cross = {"ok": bool(same)}
         rd.log(f"  NNCodec decodes nnr's stream to the same values: {cross}")
     points.append(rd.point_record(
-        "nnr", series, {**settings, "qp_per_tensor": res.qp_per_tensor},
+        "nnr", series, {**settings, **res.options},
         len(res.data), f32, {"encode_s": t1 - t0, "encode_cpu_s": c1 - c0}, {}, m,
         evaluate.accept(m), evaluations=res.evaluations, nncodec_decodes_identically=cross))
     return res, m

@@ -25,7 +25,9 @@ class EncodeConfig:
     1-D tensors (biases, norms); ``None`` means -75 where the qp field can carry it, else the
     smallest qp it can carry. ``qp_per_tensor`` overrides both by name. ``blocks`` maps a
     weight's name to ``{role: tensor name}`` (roles in :data:`BLOCK_ROLES`) to code them
-    together in one NNR_PT_BLOCK unit. ``lambda_scale`` > 0 turns on rate-distortion optimised
+    together in one NNR_PT_BLOCK unit. ``dq_per_tensor`` and ``codebook_per_tensor`` override
+    ``dq`` and ``codebook`` by name for tensors coded in an NDU of their own (the target-driven
+    search chooses them per tensor). ``lambda_scale`` > 0 turns on rate-distortion optimised
     quantization (RDOQ for uniform, a rate-aware trellis for DQ; NNCodec's scaling).
     ``init_estimate_limit`` bounds the positions of a tensor from which the context
     initialisation sets are chosen (0: the whole tensor, as NNCodec does; the default costs
@@ -59,6 +61,8 @@ class EncodeConfig:
     nonweight_qp: int | None = None
     qp_per_tensor: Mapping[str, int] | None = None
     dq: bool = True
+    dq_per_tensor: Mapping[str, bool] | None = None
+    codebook_per_tensor: Mapping[str, str] | None = None
     scan_order: int = 0
     codebook: str = "off"
     profile: int = 1
@@ -98,6 +102,13 @@ class EncodeConfig:
             raise ConfigError(f"scan_order must be 0..4, got {self.scan_order}")
         if self.codebook not in _CODEBOOK_MODES:
             raise ConfigError(f"codebook must be one of {_CODEBOOK_MODES}, got {self.codebook!r}")
+        for name, value in (self.dq_per_tensor or {}).items():
+            if not isinstance(value, bool):
+                raise ConfigError(f"dq for tensor {name!r} must be True or False, got {value!r}")
+        for name, value in (self.codebook_per_tensor or {}).items():
+            if value not in _CODEBOOK_MODES:
+                raise ConfigError(f"codebook for tensor {name!r} must be one of "
+                                  f"{_CODEBOOK_MODES}, got {value!r}")
         if self.profile not in (0, 1):
             raise ConfigError(f"profile must be 0 or 1, got {self.profile}")
         if not 0 <= self.cabac_unary_length_minus1 <= 255:
@@ -190,9 +201,10 @@ class EncodeConfig:
         what = f"stochastic={self.stochastic!r}" if bd is None else f"bit_depth={bd}"
         if self.stochastic is not None and bd is not None:
             raise ConfigError("stochastic and bit_depth are two different quantizers: give one")
-        if self.qp_per_tensor:
+        if self.qp_per_tensor or self.dq_per_tensor or self.codebook_per_tensor:
             raise ConfigError(f"{what} chooses the qps itself: it cannot be combined with "
-                              "qp_per_tensor (nor with a target-driven qp search)")
+                              "qp_per_tensor, dq_per_tensor or codebook_per_tensor (nor with "
+                              "a target-driven qp search)")
         if self.low_rank is not None:
             raise ConfigError(f"{what} cannot be combined with low_rank (decomposition)")
         if self.stochastic is not None and self.codebook != "off":
@@ -227,6 +239,15 @@ class EncodeConfig:
             return self.nonweight_qp
         lo, _ = qp_range(self.qp_density)
         return max(-75, lo)
+
+    def for_tensor(self, name: str) -> "EncodeConfig":
+        """This configuration with ``dq`` and ``codebook`` as ``dq_per_tensor`` /
+        ``codebook_per_tensor`` set them for ``name`` (tensors coded in an NDU of their own)."""
+        dq = (self.dq_per_tensor or {}).get(name, self.dq)
+        codebook = (self.codebook_per_tensor or {}).get(name, self.codebook)
+        if bool(dq) == self.dq and codebook == self.codebook:
+            return self
+        return replace(self, dq=bool(dq), codebook=codebook)
 
     def qp_for(self, name: str, ndim: int) -> int:
         if self.qp_per_tensor and name in self.qp_per_tensor:

@@ -288,7 +288,7 @@ def _encode_one(name: str, arr: np.ndarray, node: _Node, cfg: EncodeConfig
     if cfg.is_raw_float(name):
         return _Coded(_base_header(name, shape, node, cfg, PayloadType.RAW_FLOAT),
                       raw_float_payload(arr)), {}
-    cfg = _lowbit_cfg(cfg, arr)
+    cfg = _lowbit_cfg(cfg.for_tensor(name), arr)
     qp = _tensor_qp(name, arr, cfg)
     candidates = []
     if cfg.codebook in ("off", "auto") or arr.size == 0:   # no codebook for no values

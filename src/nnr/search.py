@@ -47,26 +47,53 @@ class SearchResult:
     baseline_metric: float | None
     evaluations: int
     log: list[dict[str, Any]] = field(default_factory=list)
+    #: tensors the search codes without DQ (their codebook choice: "auto", the smaller of a
+    #: codebook and uniform levels, which reconstruct identically)
+    dq_per_tensor: dict[str, bool] = field(default_factory=dict)
+    codebook_per_tensor: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The per-tensor options that reproduce :attr:`data` with :func:`nnr.encode`."""
+        out: dict[str, Any] = {"qp_per_tensor": self.qp_per_tensor}
+        if self.dq_per_tensor:
+            out["dq_per_tensor"] = self.dq_per_tensor
+        if self.codebook_per_tensor:
+            out["codebook_per_tensor"] = self.codebook_per_tensor
+        return out
+
+
+#: A tensor's coding in the search: a qp (the configuration's quantizer), or (qp, "cb"):
+#: uniform levels without DQ, as a codebook where that is smaller (both reconstruct alike).
+Setting = Any
+
+
+def _setting_options(name: str, setting: Setting) -> dict[str, Any]:
+    if isinstance(setting, tuple):
+        return {"qp_per_tensor": {name: setting[0]}, "dq_per_tensor": {name: False},
+                "codebook_per_tensor": {name: "auto"}}
+    return {"qp_per_tensor": {name: setting}}
 
 
 class _Coder:
-    """Codes single tensors at a given qp. Per (tensor, qp) it keeps the coded size, the squared
-    error and the single-tensor stream (not the reconstruction: over a grid of qps those would
-    take many times the model's size); per tensor, the last reconstruction it decoded."""
+    """Codes single tensors at a given setting (qp, or (qp, "cb")). Per (tensor, setting) it
+    keeps the coded size, the squared error and the single-tensor stream (not the
+    reconstruction: over a grid of qps those would take many times the model's size); per
+    tensor, the last reconstruction it decoded."""
 
     def __init__(self, tensors: Mapping[str, np.ndarray], cfg: EncodeConfig) -> None:
         self.cfg = cfg
         self.tensors = {n: prepare_tensor(n, v) for n, v in tensors.items()}
         self.floats = [n for n, a in self.tensors.items() if a.dtype == np.float32]
-        self._cache: dict[tuple[str, int], tuple[int, float, bytes | None]] = {}
-        self._last: dict[str, tuple[int, np.ndarray]] = {}
+        self._cache: dict[tuple[str, Setting], tuple[int, float, bytes | None]] = {}
+        self._last: dict[str, tuple[Setting, np.ndarray]] = {}
 
-    def size_error(self, name: str, qp: int) -> tuple[int, float]:
+    def size_error(self, name: str, qp: Setting) -> tuple[int, float]:
         """Coded bytes (unit framing included, stream header not) and sum of squared errors."""
         size, error, _ = self._coded(name, qp)
         return size, error
 
-    def values(self, name: str, qp: int) -> np.ndarray:
+    def values(self, name: str, qp: Setting) -> np.ndarray:
         """The decoder's reconstruction of ``name`` coded at ``qp``."""
         _, _, data = self._coded(name, qp)
         if data is None:
@@ -77,21 +104,21 @@ class _Coder:
             self._last[name] = last
         return last[1]
 
-    def _coded(self, name: str, qp: int) -> tuple[int, float, bytes | None]:
+    def _coded(self, name: str, qp: Setting) -> tuple[int, float, bytes | None]:
         key = (name, qp)
         if key not in self._cache:
             arr = self.tensors[name]
             if arr.dtype != np.float32:
                 self._cache[key] = (len(_encode({name: arr}, self.cfg)) - _HEADER_BYTES, 0.0, None)
             else:
-                data = _encode({name: arr}, self.cfg, qp_per_tensor={name: qp})
+                data = _encode({name: arr}, self.cfg, **_setting_options(name, qp))
                 values = _decode_one(data, name)
                 error = float(np.sum((values.astype(np.float64) - arr.astype(np.float64)) ** 2))
                 self._cache[key] = (len(data) - _HEADER_BYTES, error, data)
                 self._last[name] = (qp, values)
         return self._cache[key]
 
-    def assemble(self, qps: Mapping[str, int | None]) -> tuple[int, dict[str, np.ndarray]]:
+    def assemble(self, qps: Mapping[str, Setting | None]) -> tuple[int, dict[str, np.ndarray]]:
         """Bytes and reconstruction of the stream with these qps; a qp of None stands for the
         original tensor (a sensitivity probe: its size is not counted)."""
         total, rec = _HEADER_BYTES, {}
@@ -308,25 +335,31 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
     if not groups or left() <= 0:
         return _finish(coder, cfg, best, state, log)
 
-    # 2. rate and error tables, one grid per group
-    grid: dict[str, list[int]] = {}
+    # 2. rate and error tables, one grid per group. A weight group is also coded without DQ
+    #    (as a codebook where that is smaller) one octave coarser, which spans the same rates:
+    #    a second chain of settings, so that the allocation below chooses the quantizer per
+    #    group by the same RD cost as the qp; refinement steps along the chain it is on.
+    grid: dict[str, list[Setting]] = {}
     rate: dict[str, np.ndarray] = {}
     err: dict[str, np.ndarray] = {}
     start: dict[str, int] = {}
+    table: dict[str, dict[Setting, tuple[float, float]]] = {}
+    chains: dict[str, list[list[Setting]]] = {}
+    octave = 1 << cfg.qp_density
     for g, ms in groups:
+        alt: list[Setting] = []
         if g in weight_groups:
-            qs = list(range(max(lo_b, g0 - 6), min(hi_b, g0 + 14) + 1))
+            qs: list[Setting] = list(range(max(lo_b, g0 - 6), min(hi_b, g0 + 14) + 1))
+            if cfg.dq and cfg.codebook == "off":
+                alt = [(q + octave, "cb") for q in qs if q + octave <= hi_b]
         else:
             first = min(base_qp[n] for n in ms)
             qs = list(range(first, max(first, min(hi_b, g0 + 8)) + 1))
-        r = np.zeros(len(qs))
-        e = np.zeros(len(qs))
-        for n in ms:
-            for i, q in enumerate(qs):
-                size, error = coder.size_error(n, q)
-                r[i] += size
-                e[i] += error
-        grid[g], rate[g], err[g] = qs, r, e
+        table[g] = {q: (float(sum(coder.size_error(n, q)[0] for n in ms)),
+                        float(sum(coder.size_error(n, q)[1] for n in ms))) for q in qs + alt}
+        grid[g], chains[g] = qs + alt, [qs] + ([alt] if alt else [])
+        rate[g] = np.array([table[g][q][0] for q in grid[g]])
+        err[g] = np.array([table[g][q][1] for q in grid[g]])
         start[g] = qs.index(g0) if g in weight_groups else 0
 
     # 3. sensitivities, largest groups first
@@ -334,12 +367,13 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
     originals_gq = {g: None for g, _ in groups}
     for g in sorted(grid, key=lambda g: -rate[g][start[g]]):
         first = g0 + 6 if g in weight_groups else g0
+        plain = chains[g][0]
         for q in (first, first + 6):
-            q = min(max(q, grid[g][0]), grid[g][-1])
+            q = min(max(q, plain[0]), plain[-1])
             if left() <= 0:
                 break
             _, dist, _ = run(dict(originals_gq, **{g: q}), f"probe {g} qp {q}", record=False)
-            e = err[g][grid[g].index(q)]
+            e = table[g][q][1]
             if dist > 0 and e > 0:
                 sens[g] = dist / e
                 break
@@ -373,15 +407,22 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
         target = size * 0.97
 
     # 5. refinement: passes of single-group coarsenings around the best allocation
-    def moves(cur: Mapping[str, int]) -> list[str]:
+    def coarser(g: str, q: Setting) -> Setting | None:
+        """The next setting of q's chain (one qp coarser), if any."""
+        chain = next((c for c in chains[g] if q in c), None)
+        if chain is None or chain.index(q) + 1 >= len(chain):
+            return None
+        return chain[chain.index(q) + 1]
+
+    def moves(cur: Mapping[str, Setting]) -> list[str]:
         out = []
         for g in grid:
-            if cur[g] not in grid[g]:
+            nxt = coarser(g, cur[g])
+            if nxt is None:
                 continue
-            i = grid[g].index(cur[g])
-            if i + 1 < len(grid[g]) and rate[g][i] - rate[g][i + 1] > 0:
-                cost = s[g] * (err[g][i + 1] - err[g][i])
-                out.append(((rate[g][i] - rate[g][i + 1]) / max(cost, 1e-300), g))
+            (r0, e0), (r1, e1) = table[g][cur[g]], table[g][nxt]
+            if r0 - r1 > 0:
+                out.append(((r0 - r1) / max(s[g] * (e1 - e0), 1e-300), g))
         return [g for _, g in sorted(out, reverse=True)]
 
     while best.get("groups") is not None and left() > 0:
@@ -391,7 +432,7 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
             if left() <= 0:
                 break
             before = best["size"]
-            trial = dict(cur, **{g: grid[g][grid[g].index(cur[g]) + 1]})
+            trial = dict(cur, **{g: coarser(g, cur[g])})
             good, _, size = run(trial, f"{g} qp {trial[g]}")
             if good and size < before:
                 cur, improved = trial, True
@@ -406,9 +447,17 @@ def _originals_qps(searched, fixed) -> dict[str, int | None]:
 
 def _finish(coder: "_Coder", cfg: EncodeConfig, best: dict, state: dict, log: list
             ) -> SearchResult:
-    qps = {n: q for n, q in best["qps"].items() if q is not None}
-    data = _encode(coder.tensors, cfg, qp_per_tensor=qps)
-    return SearchResult(data, qps, best["metric"], None, state["evals"], log)
+    settings = {n: q for n, q in best["qps"].items() if q is not None}
+    qps = {n: (q[0] if isinstance(q, tuple) else q) for n, q in settings.items()}
+    no_dq = [n for n, q in settings.items() if isinstance(q, tuple)]
+    dq = {n: False for n in no_dq}
+    codebook = {n: "auto" for n in no_dq}
+    options: dict[str, Any] = {"qp_per_tensor": qps}
+    if no_dq:
+        options.update(dq_per_tensor=dq, codebook_per_tensor=codebook)
+    data = _encode(coder.tensors, cfg, **options)
+    return SearchResult(data, qps, best["metric"], None, state["evals"], log,
+                        dq_per_tensor=dq, codebook_per_tensor=codebook)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,37 @@ def test_acceptance_search_spends_bits_where_they_matter():
     assert nnr.encode_for_acceptance(w, judge, max_evaluations=40).data == res.data
 
 
+def test_search_chooses_the_quantizer_per_tensor_by_rd_cost():
+    """Besides each qp with DQ, a weight may be coded without DQ (as a codebook where smaller)
+    one octave coarser; the allocation picks by the same rate + lambda * distortion cost."""
+    w, judge = _sensitive_net()
+    res = nnr.encode_for_acceptance(w, judge, max_evaluations=40)
+    # the insensitive layer goes very coarse, where uniform levels without DQ cost less
+    assert res.dq_per_tensor == {"a.weight": False}
+    assert res.codebook_per_tensor == {"a.weight": "auto"}
+    assert nnr.encode(w, **res.options) == res.data          # the options reproduce the stream
+    coded = {t.name: t for t in nnr.inspect(res.data).tensors}
+    assert coded["a.weight"].dq is False and coded["b.weight"].dq is True
+    assert judge(nnr.decode(res.data))[0]
+
+
+def test_per_tensor_dq_and_codebook_options():
+    rng = np.random.default_rng(4)
+    t = {"a": rng.standard_normal((32, 48)).astype(np.float32) * 0.1,
+         "b": rng.standard_normal((16, 16)).astype(np.float32) * 0.1}
+    data = nnr.encode(t, dq_per_tensor={"a": False}, codebook_per_tensor={"b": "on"})
+    coded = {x.name: x for x in nnr.inspect(data).tensors}
+    assert coded["a"].dq is False and coded["a"].codebook is False
+    assert coded["b"].codebook is True
+    assert nnr.encode(t) != data
+    with pytest.raises(ConfigError, match="dq for tensor"):
+        nnr.encode(t, dq_per_tensor={"a": "no"})
+    with pytest.raises(ConfigError, match="codebook for tensor"):
+        nnr.encode(t, codebook_per_tensor={"a": "sometimes"})
+    with pytest.raises(ConfigError, match="dq_per_tensor"):
+        nnr.encode(t, dq_per_tensor={"a": False}, bit_depth=8)
+
+
 def test_metric_search_with_a_distortion_function():
     w, evaluate = _net(3)
     rng = np.random.default_rng(3)

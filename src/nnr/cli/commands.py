@@ -116,8 +116,9 @@ def _evaluate(args: argparse.Namespace):
     return args._evaluate
 
 
-def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
-    """Per-tensor qps from --max-drop/--eval or --size (empty when neither is given)."""
+def _target_options(args: argparse.Namespace, model: Model, options: dict) -> dict:
+    """Per-tensor options (qps, and where the search drops DQ, dq and codebook) from
+    --max-drop/--eval or --size (empty when neither is given)."""
     drop, size = getattr(args, "max_drop", None), getattr(args, "size", None)
     if drop is None and size is None:
         if getattr(args, "eval", None) and not getattr(args, "performance_maps", False):
@@ -133,7 +134,7 @@ def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
                        "search does not model the decomposition)")
     options = {k: v for k, v in options.items() if k != "qp_per_tensor"}
     if size is not None:
-        return nnr.encode_for_size(model.tensors, size, **options).qp_per_tensor
+        return nnr.encode_for_size(model.tensors, size, **options).options
     if not getattr(args, "eval", None):
         raise CliError("--max-drop needs --eval SCRIPT.py")
     evaluate = _evaluate(args)
@@ -145,7 +146,7 @@ def _target_qps(args: argparse.Namespace, model: Model, options: dict) -> dict:
                                 **options)
     print(f"search: metric {res.metric:.6g} (original {res.baseline_metric:.6g}) after "
           f"{res.evaluations} evaluations", file=sys.stderr)
-    return res.qp_per_tensor
+    return res.options
 
 
 def _check_performance_maps(args: argparse.Namespace) -> None:
@@ -243,9 +244,7 @@ def run_encode(args: argparse.Namespace) -> int:
         model = models.read_model(args.input, fmt)
     options = encode_options(args)
     with progress.stage("searching per-tensor qps"):
-        qps = _target_qps(args, model, options)
-    if qps:
-        options["qp_per_tensor"] = qps
+        options.update(_target_options(args, model, options))
     if getattr(args, "performance_maps", False):
         with progress.stage("measuring performance maps"):
             options["performance_maps"] = _performance_maps(args, model, options)
