@@ -208,12 +208,12 @@ def summary(out: Path) -> str:
              "for MiniLM) is no larger, geometric mean of the byte ratios per NNCodec series. "
              "For models with batch norm nnr also searches the model with its batch norms folded "
              "(BN folded: each conv's weight unchanged, scaling and bias vectors instead of the "
-             "four BN vectors; unfolded before evaluation); the last column is the search on the "
-             "tensors as they are. NNCodec ran without its own bnf option (it needs the "
-             "PyTorch model's block mapping).", "",
+             "four BN vectors; unfolded before evaluation) and keeps the smaller accepted "
+             "stream; the last column is the other series. NNCodec ran without its own bnf "
+             "option (it needs the PyTorch model's block mapping).", "",
              "| model | float32 | NNCodec best | nnr search | nnr / NNCodec | nnr evaluations | "
              "NNCodec decodes nnr's stream identically | nnr / NNCodec at equal distortion | "
-             "nnr search without BN folding |",
+             "the other nnr series |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name in models.names():
         p = out / f"search_{name}.json"
@@ -238,11 +238,11 @@ def summary(out: Path) -> str:
         eq = "; ".join(f"{k.replace('NNCodec ', '')}: {v['ratio_geomean']:.3f} "
                        f"({len(v['pairs'])} streams)"
                        for k, v in sorted(r.get("equal_distortion", {}).items()))
-        plain = next((x for x in r["points"] if x["codec"] == "nnr"
-                      and "batch_norm_folding" not in x["settings"]), None)
-        unfolded = "-" if plain is None or plain is nn else (
-            f"{plain['bytes']:,d} B{'' if plain.get('accepted') else ' (rejected)'}"
-            + (f", {plain['bytes'] / b['nncodec']['bytes']:.4f}" if b["nncodec"] else ""))
+        other = next((x for x in r["points"] if x["codec"] == "nnr" and x is not nn), None)
+        unfolded = "-" if other is None else (
+            f"{'BN folded' if other['settings'].get('batch_norm_folding') else 'as they are'}: "
+            f"{other['bytes']:,d} B{'' if other.get('accepted') else ' (rejected)'}"
+            + (f", {other['bytes'] / b['nncodec']['bytes']:.4f}" if b["nncodec"] else ""))
         lines.append(f"| {name} | {r['float32_bytes'] / 1e6:.2f} MB | {fmt(b['nncodec'])} | "
                      f"{fmt(b['nnr'])} | {ratio} | {nn.get('evaluations')} | "
                      f"{'yes' if cross and cross.get('ok') else cross} | {eq or '-'} | "
