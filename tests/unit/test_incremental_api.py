@@ -131,18 +131,28 @@ def test_partial_update_and_unchanged_tensors_have_no_ndu():
     assert np.abs(received["fc.weight"] - changed["fc.weight"]).max() < _bound(QP)
 
 
-def test_transfer_learning_new_and_reshaped_tensors():
-    rng = np.random.default_rng(6)
-    model = _base()
-    enc, dec = UpdateEncoder(model, qp=-20, full_qp=-44), UpdateDecoder(model)
+def _with_new_head(model: dict, rng) -> dict:
+    """Transfer learning: a reshaped classifier head and a new adapter."""
     new = dict(model)
     new["fc.weight"] = (rng.standard_normal((10, 32)) * 0.1).astype(np.float32)   # new head
     new["fc.bias"] = np.zeros(10, np.float32)
     new["adapter.weight"] = (rng.standard_normal((4, 32)) * 0.1).astype(np.float32)
+    return new
+
+
+def _send_new_head(enc: UpdateEncoder, dec: UpdateDecoder, new: dict) -> None:
     changes = dec.decode_delta(enc.encode(new))
     _in_sync(enc, dec)
     assert dec.reference["fc.weight"].shape == (10, 32)
-    assert set(changes) >= {"fc.weight", "adapter.weight"}
+    assert {"fc.weight", "adapter.weight"} <= set(changes)
+
+
+def test_transfer_learning_new_and_reshaped_tensors():
+    rng = np.random.default_rng(6)
+    model = _base()
+    enc, dec = UpdateEncoder(model, qp=-20, full_qp=-44), UpdateDecoder(model)
+    new = _with_new_head(model, rng)
+    _send_new_head(enc, dec, new)
     # sent whole at full_qp (much finer than the update qp -20)
     for name in ("fc.weight", "adapter.weight"):
         assert np.abs(dec.reference[name] - new[name]).max() <= _bound(-44)
@@ -156,14 +166,8 @@ def test_low_bit_update_chains_take_new_and_reshaped_tensors(options):
     rng = np.random.default_rng(8)
     model = _base()
     enc, dec = UpdateEncoder(model, **options), UpdateDecoder(model)
-    new = dict(_drift(model, rng))
-    new["fc.weight"] = (rng.standard_normal((10, 32)) * 0.1).astype(np.float32)   # new head
-    new["fc.bias"] = np.zeros(10, np.float32)
-    new["adapter.weight"] = (rng.standard_normal((4, 32)) * 0.1).astype(np.float32)
-    changes = dec.decode_delta(enc.encode(new))
-    _in_sync(enc, dec)
-    assert dec.reference["fc.weight"].shape == (10, 32)
-    assert {"fc.weight", "adapter.weight"} <= set(changes)
+    new = _with_new_head(_drift(model, rng), rng)
+    _send_new_head(enc, dec, new)
     step = np.abs(dec.reference["adapter.weight"] - new["adapter.weight"]).max()
     assert 0 < step < np.abs(new["adapter.weight"]).max()       # coded, and not as zero
     dec.decode(enc.encode(_drift(new, rng)))
