@@ -8,7 +8,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -489,27 +489,33 @@ def recomposed_units(units: Iterator[tuple[ParsedUnit, StreamContext, list[Decod
     result) under the weight's name (``<w>_G`` without the suffix): the G NDU of a separate
     pair yields nothing, its H NDU yields W."""
     from nnr.reduction.lowrank import recompose
-    pending: tuple[str, np.ndarray] | None = None
-    for unit, _, tensors in units:
-        named = [(t.name, t.array) for t in tensors]
-        if unit.unit_type != NnrUnitType.NDU or not tensors:
-            yield unit, named
-            continue
+    return paired_decomposed(
+        ((unit, [(t.name, t.array) for t in tensors]) for unit, _, tensors in units),
+        lambda unit, g, h: (_dc_weight_name(g[0]), recompose(g[1], h[1], list(unit.dims))))
+
+
+def paired_decomposed(items: Iterator[tuple[ParsedUnit, list[tuple[str, Any]]]],
+                      combine: Callable[[ParsedUnit, tuple[str, Any], tuple[str, Any]],
+                                        tuple[str, Any]]
+                      ) -> Iterator[tuple[ParsedUnit, list[tuple[str, Any]]]]:
+    """``(unit, entries)`` with the entries ``(name, value)`` of every decomposed weight's G and
+    H (the last two of a BLOCK NDU, or those of two consecutive DC NDUs) replaced by
+    ``combine(unit, g, h)``, the unit that holds H: the G NDU of a separate pair yields none."""
+    pending: tuple[str, Any] | None = None
+    for unit, entries in items:
         hdr = unit.header
-        if not hdr.compressed_parameter_types & CPT.DC or hdr.payload_type == PayloadType.RAW_FLOAT:
-            yield unit, named
-            continue
-        dims = list(unit.dims)
-        if hdr.payload_type == PayloadType.BLOCK:
-            (g_name, g), (_, h) = named[-2], named[-1]
-            yield unit, named[:-2] + [(_dc_weight_name(g_name), recompose(g, h, dims))]
+        if (unit.unit_type != NnrUnitType.NDU or not entries
+                or not hdr.compressed_parameter_types & CPT.DC
+                or hdr.payload_type == PayloadType.RAW_FLOAT):
+            yield unit, entries
+        elif hdr.payload_type == PayloadType.BLOCK:
+            yield unit, entries[:-2] + [combine(unit, entries[-2], entries[-1])]
         elif pending is None:
-            pending = named[0]
+            pending = entries[0]
             yield unit, []
         else:
-            g_name, g = pending
-            pending = None
-            yield unit, [(_dc_weight_name(g_name), recompose(g, named[0][1], dims))]
+            g, pending = pending, None
+            yield unit, [combine(unit, g, entries[0])]
     if pending is not None:
         raise NonConformingBitstreamError(f"decomposed tensor {pending[0]!r} has no H NDU")
 

@@ -24,9 +24,8 @@ import numpy as np
 from nnr.bitstream.enums import NnrUnitType, PayloadType
 from nnr.bitstream.stream import StreamContext, iter_file_units
 from nnr.config import DecodeLimits, EncodeConfig
-from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.decoder import (DecoderState, _dc_weight_name, _elements, decode_file_units,
-                         recomposed_units)
+                         paired_decomposed, recomposed_units)
 from nnr.encoder import EncoderState, Topology, iter_units
 from nnr.errors import ConfigError, UnsupportedFeatureError
 
@@ -166,31 +165,26 @@ def _npz_writer(path: Path):
 def _planned_tensors(src: Path, recompose: bool) -> list[tuple[str, tuple[int, ...], str]]:
     """Names, shapes and output dtypes of the tensors, from the unit headers alone (with
     ``recompose``, as :func:`nnr.decoder.recomposed_units` names and shapes them)."""
-    plan = []
     ctx = StreamContext()
-    pending_g: str | None = None
-    with open(src, "rb") as f:
+
+    def declared():
         for unit, _, _ in iter_file_units(f, ctx):
             if unit.unit_type != NnrUnitType.NDU:
                 continue
             hdr = unit.header
             if hdr.payload_type == PayloadType.RAW_FLOAT:
-                plan.append((str(hdr.topology_elem_ids[0]), tuple(unit.dims), "F32"))
+                yield unit, [(str(hdr.topology_elem_ids[0]), (tuple(unit.dims), "F32"))]
                 continue
-            elements = [(e.name, tuple(e.dims), "I32" if hdr.payload_type == PayloadType.INT
-                         else ("F64" if e.codebook is not None else "F32"))
-                        for e in _elements(unit, ctx)]
-            if recompose and hdr.compressed_parameter_types & CPT.DC:
-                if hdr.payload_type == PayloadType.BLOCK:
-                    elements = elements[:-2] + [(_dc_weight_name(elements[-2][0]),
-                                                 tuple(unit.dims), "F32")]
-                elif pending_g is None:
-                    pending_g, elements = elements[0][0], []
-                else:
-                    elements = [(_dc_weight_name(pending_g), tuple(unit.dims), "F32")]
-                    pending_g = None
-            plan += elements
-    return plan
+            yield unit, [(e.name, (tuple(e.dims), "I32" if hdr.payload_type == PayloadType.INT
+                                   else ("F64" if e.codebook is not None else "F32")))
+                         for e in _elements(unit, ctx)]
+
+    with open(src, "rb") as f:
+        units = declared()
+        if recompose:
+            units = paired_decomposed(units, lambda unit, g, _: (
+                _dc_weight_name(g[0]), (tuple(unit.dims), "F32")))
+        return [(name, shape, dtype) for _, entries in units for name, (shape, dtype) in entries]
 
 
 def decode_file(src: str | os.PathLike, dst: str | os.PathLike, *,
