@@ -68,11 +68,15 @@ class SearchResult:
 Setting = Any
 
 
-def _setting_options(name: str, setting: Setting) -> dict[str, Any]:
-    if isinstance(setting, tuple):
-        return {"qp_per_tensor": {name: setting[0]}, "dq_per_tensor": {name: False},
-                "codebook_per_tensor": {name: "auto"}}
-    return {"qp_per_tensor": {name: setting}}
+def _setting_options(settings: Mapping[str, Setting]) -> dict[str, Any]:
+    """:func:`nnr.encode` options for tensors coded at these settings."""
+    out: dict[str, Any] = {"qp_per_tensor": {n: (q[0] if isinstance(q, tuple) else q)
+                                             for n, q in settings.items()}}
+    no_dq = [n for n, q in settings.items() if isinstance(q, tuple)]
+    if no_dq:
+        out["dq_per_tensor"] = {n: False for n in no_dq}
+        out["codebook_per_tensor"] = {n: "auto" for n in no_dq}
+    return out
 
 
 class _Coder:
@@ -111,7 +115,7 @@ class _Coder:
             if arr.dtype != np.float32:
                 self._cache[key] = (len(_encode({name: arr}, self.cfg)) - _HEADER_BYTES, 0.0, None)
             else:
-                data = _encode({name: arr}, self.cfg, **_setting_options(name, qp))
+                data = _encode({name: arr}, self.cfg, **_setting_options({name: qp}))
                 values = _decode_one(data, name)
                 error = float(np.sum((values.astype(np.float64) - arr.astype(np.float64)) ** 2))
                 self._cache[key] = (len(data) - _HEADER_BYTES, error, data)
@@ -355,8 +359,10 @@ def _search(originals: dict[str, np.ndarray], judge: Judge, cfg: EncodeConfig,
         else:
             first = min(base_qp[n] for n in ms)
             qs = list(range(first, max(first, min(hi_b, g0 + 8)) + 1))
-        table[g] = {q: (float(sum(coder.size_error(n, q)[0] for n in ms)),
-                        float(sum(coder.size_error(n, q)[1] for n in ms))) for q in qs + alt}
+        table[g] = {}
+        for q in qs + alt:
+            coded = [coder.size_error(n, q) for n in ms]
+            table[g][q] = (float(sum(r for r, _ in coded)), float(sum(e for _, e in coded)))
         grid[g], chains[g] = qs + alt, [qs] + ([alt] if alt else [])
         rate[g] = np.array([table[g][q][0] for q in grid[g]])
         err[g] = np.array([table[g][q][1] for q in grid[g]])
@@ -447,17 +453,11 @@ def _originals_qps(searched, fixed) -> dict[str, int | None]:
 
 def _finish(coder: "_Coder", cfg: EncodeConfig, best: dict, state: dict, log: list
             ) -> SearchResult:
-    settings = {n: q for n, q in best["qps"].items() if q is not None}
-    qps = {n: (q[0] if isinstance(q, tuple) else q) for n, q in settings.items()}
-    no_dq = [n for n, q in settings.items() if isinstance(q, tuple)]
-    dq = {n: False for n in no_dq}
-    codebook = {n: "auto" for n in no_dq}
-    options: dict[str, Any] = {"qp_per_tensor": qps}
-    if no_dq:
-        options.update(dq_per_tensor=dq, codebook_per_tensor=codebook)
+    options = _setting_options({n: q for n, q in best["qps"].items() if q is not None})
     data = _encode(coder.tensors, cfg, **options)
-    return SearchResult(data, qps, best["metric"], None, state["evals"], log,
-                        dq_per_tensor=dq, codebook_per_tensor=codebook)
+    return SearchResult(data, options["qp_per_tensor"], best["metric"], None, state["evals"], log,
+                        dq_per_tensor=options.get("dq_per_tensor", {}),
+                        codebook_per_tensor=options.get("codebook_per_tensor", {}))
 
 
 @dataclass(frozen=True)
