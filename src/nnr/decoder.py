@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
@@ -12,6 +11,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from nnr._inorder import InOrder
 from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType
 from nnr.bitstream.stream import (ParsedUnit, StreamContext, iter_file_units, iter_units,
@@ -383,10 +383,9 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
     limits = limits or DecodeLimits()
     workers = threads or os.cpu_count() or 1
     total = [0]
-    pending: deque = deque()
 
-    def finish(item):
-        unit, snap, future, base, _ = item
+    def finish(item, future):
+        unit, snap, base = item
         if future is None:
             return unit, snap, []
         try:
@@ -398,13 +397,9 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                 _update_state(state, unit, snap, element, k, digest)
         return unit, snap, tensors
 
-    # Units are yielded in stream order. Up to 2 x workers units decode ahead of the one at
-    # the head; beyond that, more may while the head is still running as long as their tensors
-    # add up to no more values than the head's (so one large tensor does not leave the other
-    # threads idle, and what waits decoded stays within the head's size). On one thread each
-    # unit is decoded at submit, so none is held back.
-    window = 2 * workers if workers > 1 else 0
-    behind = 0          # values of the pending units after the head
+    # Units are yielded in stream order (InOrder: up to 2 x workers decode ahead, more while a
+    # large head runs). On one thread each unit is decoded at submit, so none is held back.
+    pending = InOrder(2 * workers if workers > 1 else 0)
     with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as pool:
         for unit, data, base in source:
             snap = copy.copy(ctx)
@@ -421,20 +416,13 @@ def _decode_source(source, ctx: StreamContext, state, legacy, limits, threads, n
                     raise _located(exc, unit, base) from exc
                 # TCA and HDSP read the state: wait for earlier NDUs when the stream uses them
                 if state is not None and unit.header.parent_node_id_present_flag:
-                    while pending:
-                        yield finish(pending.popleft())
-                    behind = 0
+                    for done in pending.drain():
+                        yield finish(*done)
                 future = pool.submit(_decode_ndu, data, unit, snap, state, use_legacy, workers)
-            if pending:
-                behind += n
-            pending.append((unit, snap, future, base, n))
-            while pending and (pending[0][2] is None or pending[0][2].done() or (
-                    len(pending) > window and behind > pending[0][4])):
-                yield finish(pending.popleft())
-                if pending:
-                    behind -= pending[0][4]
-        while pending:
-            yield finish(pending.popleft())
+            for done in pending.push((unit, snap, base), future, n):
+                yield finish(*done)
+        for done in pending.drain():
+            yield finish(*done)
 
 
 class _Inline:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from math import prod
@@ -11,6 +10,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from nnr._inorder import InOrder
 from nnr.bitstream.enums import CompressedParameterTypes as CPT
 from nnr.bitstream.enums import NnrUnitType, PayloadType, QuantizationMethodFlags
 from nnr.bitstream.stream import StreamContext, StreamWriter, raw_float_payload, write_unit
@@ -693,26 +693,15 @@ def iter_units(tensors: Mapping[str, Any], cfg: EncodeConfig, state: EncoderStat
         for name in nodes:
             yield emit(name, job(name))
         return
-    # Units leave in stream order. Up to 2 x threads jobs are queued; beyond that, more may
-    # start while the one at the head is still running as long as they add up to no more
-    # parameters than it has (a job reads its tensor when it starts, and a finished one holds
-    # only its coded units), so that one large tensor does not leave the other threads idle.
-    size = {name: _size_hint(tensors, name) for name in nodes}
+    # Units leave in stream order (InOrder: up to 2 x threads jobs queued, more while a large
+    # head runs; a job reads its tensor when it starts, and a finished one holds only its
+    # coded units).
+    pending = InOrder(2 * threads)
     with ThreadPoolExecutor(threads) as pool:
-        pending: deque = deque()
-        behind = 0      # parameters of the pending jobs after the head
         for name in nodes:
-            if pending:
-                behind += size[name]
-            pending.append((name, pool.submit(job, name)))
-            while len(pending) > 2 * threads and (pending[0][1].done()
-                                                  or behind > size[pending[0][0]]):
-                n, f = pending.popleft()
+            for n, f in pending.push(name, pool.submit(job, name), _size_hint(tensors, name)):
                 yield emit(n, f.result())
-                if pending:
-                    behind -= size[pending[0][0]]
-        while pending:
-            n, f = pending.popleft()
+        for n, f in pending.drain():
             yield emit(n, f.result())
 
 
