@@ -4,8 +4,9 @@
 #include "nnr/cabac.h"
 
 #include <array>
-// The dependent-quantization trellis in SSE2 (x86-64's baseline) unless NNR_NO_SIMD; the
-// scalar form gives the same decisions (tested by building both).
+// The dependent-quantization trellis in SSE2 (x86-64's baseline) unless NNR_NO_SIMD (or not
+// x86): the scalar form, which gave the same levels on every tensor it was compared on when the
+// SSE2 form was written; the tests pin the SSE2 form's output.
 #if defined(__SSE2__) && !defined(NNR_NO_SIMD)
 #define NNR_TRELLIS_SSE2 1
 #include <emmintrin.h>
@@ -249,14 +250,11 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
   const auto decision = [&](uint64_t i, int s) {
     return uint32_t(kPairTables.t[s >> 1][(dec[i] >> (4 * (s >> 1))) & 15] >> (8 * (s & 1))) & 0xFF;
   };
-#else
-  std::vector<uint64_t> dec(n);
-  const auto decision = [&](uint64_t i, int s) { return uint32_t(dec[i] >> (8 * s)) & 0xFF; };
-#endif
-#if NNR_TRELLIS_SSE2
   const double far = 0.5 * std::numeric_limits<double>::max();
   __m128d cost[4] = {_mm_set_pd(far, 0.0), _mm_set1_pd(far), _mm_set1_pd(far), _mm_set1_pd(far)};
 #else
+  std::vector<uint64_t> dec(n);
+  const auto decision = [&](uint64_t i, int s) { return uint32_t(dec[i] >> (8 * s)) & 0xFF; };
   double cost[8], next[8];
   for (double& c : cost) c = 0.5 * std::numeric_limits<double>::max();
   cost[0] = 0.0;
