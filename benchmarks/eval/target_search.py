@@ -95,7 +95,8 @@ def equal_distortion(name: str, points: list, search_log: list) -> dict:
 def nnr_search(name: str, series: str, tensors: dict, evaluate, args, peer, settings: dict,
                f32: int, points: list, view=lambda t: t):
     """One nnr search (the model's tensors as ``view`` turns the coded ones back into them),
-    its stream decoded by nnr and by NNCodec and evaluated; appends the point."""
+    its stream decoded by nnr and by NNCodec and evaluated; appends the point, returns the
+    SearchResult."""
     import nnr
     evaluations = []
 
@@ -135,7 +136,7 @@ def nnr_search(name: str, series: str, tensors: dict, evaluate, args, peer, sett
         "nnr", series, {**settings, **res.options},
         len(res.data), f32, {"encode_s": t1 - t0, "encode_cpu_s": c1 - c0}, {}, m,
         evaluate.accept(m), evaluations=res.evaluations, nncodec_decodes_identically=cross))
-    return res, m
+    return res
 
 
 def run_model(name: str, args, peer, vers) -> dict:
@@ -165,7 +166,7 @@ def run_model(name: str, args, peer, vers) -> dict:
     from nnr.reduction.batchnorm import find_batch_norms, fold_batch_norm, unfold_batch_norm
     settings = {"dq": True, "codebook": "off", "qp_density": 2, "nonweight_qp": None,
                 "scan_order": 0}
-    res, _ = nnr_search(name, "nnr search (per-tensor qp)", tensors, evaluate, args, peer,
+    res = nnr_search(name, "nnr search (per-tensor qp)", tensors, evaluate, args, peer,
                         settings, f32, points)
     eps = getattr(models.module(name), "BN_EPS", None)
     bns = find_batch_norms(tensors, eps=eps) if eps is not None else {}
@@ -173,10 +174,11 @@ def run_model(name: str, args, peer, vers) -> dict:
     if bns:
         folded, _ = fold_batch_norm(tensors, bns)
         rd.log(f"  {len(bns)} batch norms folded: {len(folded)} tensors")
-        bnf_log = nnr_search(name, "nnr search + BN folding (per-tensor qp)", folded, evaluate, args, peer,
-                   {**settings, "batch_norm_folding": len(bns)}, f32, points,
-                   view=lambda t: {k: v for k, v in unfold_batch_norm(t, bns).items()
-                                   if k in tensors})[0].log
+        bnf_log = nnr_search(
+            name, "nnr search + BN folding (per-tensor qp)", folded, evaluate, args, peer,
+            {**settings, "batch_norm_folding": len(bns)}, f32, points,
+            view=lambda t: {k: v for k, v in unfold_batch_norm(t, bns).items()
+                            if k in tensors}).log
 
     result = {
         "model": name, "title": models.module(name).TITLE, "float32_bytes": f32,
@@ -239,14 +241,14 @@ def summary(out: Path) -> str:
                        f"({len(v['pairs'])} streams)"
                        for k, v in sorted(r.get("equal_distortion", {}).items()))
         other = next((x for x in r["points"] if x["codec"] == "nnr" and x is not nn), None)
-        unfolded = "-" if other is None else (
+        other_cell = "-" if other is None else (
             f"{'BN folded' if other['settings'].get('batch_norm_folding') else 'as they are'}: "
             f"{other['bytes']:,d} B{'' if other.get('accepted') else ' (rejected)'}"
             + (f", {other['bytes'] / b['nncodec']['bytes']:.4f}" if b["nncodec"] else ""))
         lines.append(f"| {name} | {r['float32_bytes'] / 1e6:.2f} MB | {fmt(b['nncodec'])} | "
                      f"{fmt(b['nnr'])} | {ratio} | {nn.get('evaluations')} | "
                      f"{'yes' if cross and cross.get('ok') else cross} | {eq or '-'} | "
-                     f"{unfolded} |")
+                     f"{other_cell} |")
     return "\n".join(lines) + "\n"
 
 
