@@ -215,7 +215,10 @@ void batched_estimator() {
       }
     }
     est.flush();
-    for (int c = 0; c < contexts; ++c) CHECK(est.best(c) == ref[size_t(c)].best());
+    for (int c = 0; c < contexts; ++c) {
+      CHECK(est.best(c) == ref[size_t(c)].best());
+      for (int set = 0; set < 9; ++set) CHECK(est.bits(c, set) == ref[size_t(c)].bits(set));
+    }
   }
 }
 

@@ -119,8 +119,10 @@ void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int s
 // - otherwise the remainder v = r - num_gtx as in code_remainder: lg = floor(log2(v + 1)) ones
 //   on rem() + 0 .. lg - 1, a zero on rem() + lg, then v - (2^lg - 1) in lg bypass bins
 //   (code_remainder's loop stops at the first lg with v <= 2^(lg + 1) - 2).
-template <class Sink>
-inline void code_level_plain(Sink& s, const Layout& L, int32_t value, int sig_ctx, int sign_ctx) {
+// Contexts are the sink's handles (Sink::at(index)): an index, or a pointer into the context
+// store, so that the coder steps from context to context without recomputing addresses.
+template <class Sink, class Handle>
+inline void code_level_plain(Sink& s, const Layout& L, int32_t value, Handle sig_ctx, Handle sign_ctx) {
   if (value == 0) {
     s.bin(0, sig_ctx);
     return;
@@ -129,18 +131,18 @@ inline void code_level_plain(Sink& s, const Layout& L, int32_t value, int sig_ct
   const uint32_t negative = value < 0 ? 1u : 0u;
   s.bin(negative, sign_ctx);
   const uint32_t r = (negative ? 0u - uint32_t(value) : uint32_t(value)) - 1;  // |value| - 1, no overflow
-  const int gtx = Layout::kGtx + int(negative);
+  const Handle gtx = s.at(Layout::kGtx + int(negative));
   const uint32_t ones = r < L.num_gtx ? r : L.num_gtx;
-  for (uint32_t n = 0; n < ones; ++n) s.bin(1, gtx + int(2 * n));
+  for (uint32_t n = 0; n < ones; ++n) s.bin(1, gtx + 2 * n);
   if (r < L.num_gtx) {
-    s.bin(0, gtx + int(2 * r));
+    s.bin(0, gtx + 2 * r);
     return;
   }
   const uint32_t v = r - L.num_gtx;
-  const int rem = L.rem();
+  const Handle rem = s.at(L.rem());
   const uint32_t lg = uint32_t(63 - __builtin_clzll(uint64_t(v) + 1));
-  for (uint32_t i = 0; i < lg; ++i) s.bin(1, rem + int(i));
-  s.bin(0, rem + int(lg));
+  for (uint32_t i = 0; i < lg; ++i) s.bin(1, rem + i);
+  s.bin(0, rem + lg);
   if (lg) s.bypass(v - ((1u << lg) - 1), lg);
 }
 

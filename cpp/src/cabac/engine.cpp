@@ -12,9 +12,14 @@ void BinEncoder::encode_bypass(uint32_t bin) {
   if (bits_left_ < 12) write_out();
 }
 
-void BinEncoder::emit(std::vector<uint8_t>* out, uint8_t byte, uint32_t fills, uint8_t fill) {
-  out->push_back(byte);
-  out->insert(out->end(), fills, fill);
+void BinEncoder::carry(std::vector<uint8_t>* out) {
+  for (size_t i = out->size(); i-- > 0;)
+    if (++(*out)[i] != 0) return;
+}
+
+void BinEncoder::put(std::vector<uint8_t>* out, uint32_t lead) {
+  if (lead > 0xFF) carry(out);
+  out->push_back(static_cast<uint8_t>(lead));
 }
 
 void BinEncoder::encode_terminate(uint32_t bin) {
@@ -36,12 +41,8 @@ void BinEncoder::encode_terminate(uint32_t bin) {
 
 void BinEncoder::finish() {
   if (low_ >> (32 - bits_left_)) {
-    out_->push_back(static_cast<uint8_t>(buffered_byte_ + 1));
-    for (; num_buffered_ > 1; --num_buffered_) out_->push_back(0x00);
+    carry(out_);
     low_ -= 1u << (32 - bits_left_);
-  } else {
-    if (num_buffered_ > 0) out_->push_back(buffered_byte_);
-    for (; num_buffered_ > 1; --num_buffered_) out_->push_back(0xFF);
   }
   // Stop bit, then left-align and write the remaining bytes.
   low_ >>= 8;
@@ -56,38 +57,34 @@ void BinEncoder::finish() {
 
 namespace {
 // Three init sets' tracks of one context over `n` bins: Context::cost and Context::update on
-// states held in registers (the same tables and index arithmetic as Context; every reachable
-// state stays inside them, see Context). Three sets per pass share the per-bin work (loading
-// the bin, the row offsets of the bin) and still fit the registers; the sets are template
-// arguments so that their table rows are constant addresses.
+// states held in registers, the update as a table transition per state (tables::kReplay: the
+// next S0 = a and S1 = y, one load each) and the cost at S0plusS1 >> 3 = 2a + (y >> 3). Three
+// sets per pass share the per-bin work (loading the bin, the bin's table row) and still fit the
+// registers; the sets are template arguments, so that every lookup is one load at a constant
+// offset from the bin's row.
 template <int A, int B, int C>
 void replay3(const uint8_t* bins, size_t n, int16_t* x16, int16_t* y16, uint64_t* bits) {
-  intptr_t xa = x16[A], ya = y16[A], xb = x16[B], yb = y16[B], xc = x16[C], yc = y16[C];
+  using Row = tables::ReplayTables::Row;
+  constexpr int kWA = tables::ReplayTables::kS1Window[A], kWB = tables::ReplayTables::kS1Window[B],
+                kWC = tables::ReplayTables::kS1Window[C];
+  intptr_t aa = x16[A] / 16, ya = y16[A], ab = x16[B] / 16, yb = y16[B], ac = x16[C] / 16, yc = y16[C];
   uint64_t sa = 0, sb = 0, sc = 0;
-  constexpr intptr_t kRow = tables::EngineTables::kUpdateRow;
-  const int16_t* const update = tables::kEngine.update;
-  const uint32_t* const est = &tables::kEstBits[512][0];
+  const Row* const rows = tables::kReplay.row;
   for (size_t j = 0; j < n; ++j) {
-    const uint32_t bin = bins[j];
-    const intptr_t bias = intptr_t(bin) - 1;
-    // The bin's half of the update rows (kEngine.update is flat: set i's row starts
-    // kUpdateRow * i further on, a constant offset folded into the addressing), and the bin's
-    // cost column at S0plusS1 >> 3 == 0.
-    const int16_t* const t = update + 64 * intptr_t(bin) + 16;
-    const uint32_t* const cost = est + bin;
-    sa += cost[2 * ((xa + ya) >> 3)];
-    sb += cost[2 * ((xb + yb) >> 3)];
-    sc += cost[2 * ((xc + yc) >> 3)];
-    xa += t[kRow * A + ((xa + bias) >> 7)];
-    ya += t[kRow * A + 32 + ((ya + bias) >> 7)];
-    xb += t[kRow * B + ((xb + bias) >> 7)];
-    yb += t[kRow * B + 32 + ((yb + bias) >> 7)];
-    xc += t[kRow * C + ((xc + bias) >> 7)];
-    yc += t[kRow * C + 32 + ((yc + bias) >> 7)];
+    const Row& r = rows[bins[j]];
+    sa += r.cost[512 + 2 * aa + (ya >> 3)];
+    sb += r.cost[512 + 2 * ab + (yb >> 3)];
+    sc += r.cost[512 + 2 * ac + (yc >> 3)];
+    aa = r.s0_next[A][128 + aa];
+    ab = r.s0_next[B][128 + ab];
+    ac = r.s0_next[C][128 + ac];
+    ya = r.s1_next[kWA][2048 + ya];
+    yb = r.s1_next[kWB][2048 + yb];
+    yc = r.s1_next[kWC][2048 + yc];
   }
-  x16[A] = int16_t(xa), y16[A] = int16_t(ya), bits[A] += sa;
-  x16[B] = int16_t(xb), y16[B] = int16_t(yb), bits[B] += sb;
-  x16[C] = int16_t(xc), y16[C] = int16_t(yc), bits[C] += sc;
+  x16[A] = int16_t(16 * aa), y16[A] = int16_t(ya), bits[A] += sa;
+  x16[B] = int16_t(16 * ab), y16[B] = int16_t(yb), bits[B] += sb;
+  x16[C] = int16_t(16 * ac), y16[C] = int16_t(yc), bits[C] += sc;
 }
 }  // namespace
 

@@ -45,7 +45,7 @@ constexpr int16_t kInitSets[9][4] = {
 };
 
 // Estimated cost of bin 0 / bin 1 in 1/32768 bit, indexed 512 + (S0plusS1 >> 3).
-const uint32_t kEstBits[1024][2] = {
+constexpr uint32_t kEstBits[1024][2] = {
     {310, 237777}, {310, 237777}, {313, 237376}, {316, 236975}, {318, 236574}, {321, 236173}, {324, 235773}, {326, 235372},
     {329, 234971}, {332, 234570}, {335, 234169}, {338, 233769}, {341, 233368}, {344, 232967}, {346, 232566}, {349, 232165},
     {352, 231765}, {355, 231364}, {358, 230963}, {362, 230562}, {365, 230161}, {368, 229761}, {371, 229360}, {374, 228959},
@@ -185,8 +185,8 @@ constexpr void make_lps_by_sign(EngineTables& t) {
     for (int j = 0; j < 64; ++j) {
       const int d = j - 32;  // S0plusS1 >> 7
       const int a = d < 0 ? -d : d;
-      t.lps[row * 64 + j] = a < 32 ? kLpsTable[row * 32 + a] : 0;  // |d| = 32 is unreachable
-      t.lps_scaled[j * 8 + row] = uint64_t(t.lps[row * 64 + j]) << 39;
+      t.lps[j * 8 + row] = a < 32 ? kLpsTable[row * 32 + a] : 0;  // |d| = 32 is unreachable
+      t.lps_scaled[j * 8 + row] = uint64_t(t.lps[j * 8 + row]) << 39;
     }
 }
 
@@ -214,8 +214,36 @@ constexpr EngineTables make_engine_tables() {
   return t;
 }
 
+constexpr int16_t clamp16(int v, int lo, int hi) { return int16_t(v < lo ? lo : (v > hi ? hi : v)); }
+
+// From kEngine.update (the deltas Context::update adds) and kEstBits, so that they agree by
+// construction.
+constexpr ReplayTables make_replay_tables(const EngineTables& e) {
+  ReplayTables t{};
+  for (int b = 0; b < 2; ++b) {
+    ReplayTables::Row& r = t.row[b];
+    for (int set = 0; set < 9; ++set)
+      for (int a = -127; a <= 127; ++a) {
+        const int d = e.update[EngineTables::kUpdateRow * set + 64 * b + 16 + ((16 * a + b - 1) >> 7)];
+        r.s0_next[set][a + 128] = clamp16(a + d / 16, -127, 127);  // d is 16 * the S0 delta
+      }
+    for (int w = 0; w < 3; ++w) {
+      const int set = w == 0 ? 0 : (w == 1 ? 3 : 4);  // sets with window shift 4, 5, 6 for S1
+      for (int s = 0; s < 9; ++s)
+        if ((ReplayTables::kS1Window[s] == w) != (kInitSets[s][1] == 4 + w)) throw "kS1Window";
+      for (int y = -2047; y <= 2047; ++y) {
+        const int d = e.update[EngineTables::kUpdateRow * set + 64 * b + 48 + ((y + b - 1) >> 7)];
+        r.s1_next[w][y + 2048] = clamp16(y + d, -2047, 2047);
+      }
+    }
+    for (int i = 0; i < 1024; ++i) r.cost[i] = kEstBits[i][b];
+  }
+  return t;
+}
+
 }  // namespace
 
 constexpr EngineTables kEngine = make_engine_tables();
+constexpr ReplayTables kReplay = make_replay_tables(kEngine);
 
 }  // namespace nnr::tables

@@ -56,6 +56,7 @@ std::vector<Signalled> init_signalling(const TensorParams& p, const Layout& L, b
 
 struct EstimatorSink {
   InitSetEstimator& est;
+  static int at(int c) { return c; }
   void bin(uint32_t b, int c) { est.record(b, c); }
   void bypass(uint32_t, uint32_t) {}
 };
@@ -65,7 +66,9 @@ struct EstimatorSink {
 struct LocalCoderSink {
   BinEncoder enc;
   Context* ctx;
+  Context* at(int c) const { return ctx + c; }
   void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
+  void bin(uint32_t b, Context* c) { enc.encode(b, *c); }
   void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
 };
 
@@ -481,7 +484,7 @@ class TensorEncoder {
         p_, skip,
         [&](uint64_t pos) {
           const int32_t q = q_of(k[pos], state);
-          code_level_plain(sink, L_, q, Layout::kSig + 3 * state + cls, Layout::kSign + cls);
+          code_level_plain(sink, L_, q, sink.at(Layout::kSig + 3 * state + cls), sink.at(Layout::kSign + cls));
           cls = Modeler::cls(q);
           if (p_.dq) state = kDqNext[state][q & 1];
         },
@@ -557,7 +560,7 @@ class TensorEncoder {
           const int32_t v = on_k ? k[pos] : q;
           if (plain) {
             const int cls = Modeler::cls(m.neighbour);
-            code_level_plain(sink, L_, v, Layout::kSig + 3 * state + cls, Layout::kSign + cls);
+            code_level_plain(sink, L_, v, sink.at(Layout::kSig + 3 * state + cls), sink.at(Layout::kSign + cls));
           } else {
             if (tca) m.base = p_.tca_base[pos];
             if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;

@@ -267,9 +267,10 @@ bool quantize_dependent(const float* w, int32_t* k, const TensorParams& shape, f
     const float p = wv * fscale;
     if (double(p) >= double((1u << 31) - 3) + 0.5 || double(p) <= -(double((1u << 31) - 2) + 0.5)) return false;
     // trellis_candidates without the levels (only the traceback needs them): multiplying by
-    // the sign (+-1) is exact, so org is the same double.
-    const int32_t sign = wv < 0 ? -1 : 1;
-    const double org = qscale * double(wv) * double(sign);
+    // the sign (+-1) is exact, so qscale * |wv| is the same double as its qscale * wv * sign.
+    // Branch-free: the sign of a weight is a coin flip for the branch predictor.
+    const int32_t sign = 1 - 2 * int32_t(wv < 0.0f);
+    const double org = qscale * std::fabs(double(wv));
     const int32_t lo = std::max<int32_t>(1, int32_t(org) - 1);
     k[ord ? ord[i] : i] = sign * lo;
 #if NNR_TRELLIS_SSE2
