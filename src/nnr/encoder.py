@@ -96,7 +96,7 @@ def prepare_tensor(name: str, value: Any) -> np.ndarray:
         arr = arr.astype(np.int32)
     elif arr.dtype.kind == "f":
         with np.errstate(over="ignore"):
-            arr = arr.astype(np.float32)
+            arr = arr.astype(np.float32, copy=False)
         if not np.isfinite(arr).all():
             raise ConfigError(f"tensor {name!r} has NaN or infinite values (or values beyond "
                               "the float32 range)")
@@ -301,7 +301,9 @@ def _encode_one(name: str, arr: np.ndarray, node: _Node, cfg: EncodeConfig
         hdr = _base_header(name, shape, node, cfg, PayloadType.FLOAT)
         candidates.append((_code_levels(k, shape, cfg, hdr, qp=cb_qp, dq=False, has_qp=True,
                                         codebook=codebook, node=node), k))
-    coded, k = min(candidates, key=lambda c: _coded_size(c[0]))
+    # (one candidate: no unit to write for its size)
+    coded, k = candidates[0] if len(candidates) == 1 else min(candidates,
+                                                              key=lambda c: _coded_size(c[0]))
     return coded, {name: k}
 
 
