@@ -6,6 +6,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "nnr/errors.h"
@@ -103,13 +105,19 @@ class ContextSetEstimator {
 // memory per bin). A context's 9 tracks only depend on its own bins in order, and the sums are
 // integers, so the order of the replay does not matter: the bits (and so best()) are exactly
 // ContextSetEstimator's. reset() replays what is pending before the states go back to their
-// init; the caller bounds the pending bins with flush().
+// init. Each context records into a fixed, aligned chunk of kChunk bins (a store and a
+// pointer increment per bin); a full chunk is replayed at once, so any number of bins may be
+// recorded between flushes.
 class InitSetEstimator {
  public:
-  explicit InitSetEstimator(size_t num_contexts) : tracks_(num_contexts), bins_(num_contexts) {
-    for (Track& t : tracks_) t.init();
+  explicit InitSetEstimator(size_t num_contexts);
+  InitSetEstimator(const InitSetEstimator&) = delete;
+  InitSetEstimator& operator=(const InitSetEstimator&) = delete;
+  void record(uint32_t bin, int ctx) {
+    uint8_t*& p = next_[size_t(ctx)];
+    *p++ = uint8_t(bin);
+    if (__builtin_expect((reinterpret_cast<uintptr_t>(p) & (kChunk - 1)) == 0, 0)) replay(size_t(ctx));
   }
-  void record(uint32_t bin, int ctx) { bins_[size_t(ctx)].push_back(uint8_t(bin)); }
   void flush();
   void reset() {
     flush();
@@ -120,6 +128,8 @@ class InitSetEstimator {
   uint64_t bits(int ctx, int set) const { return tracks_[size_t(ctx)].bits[set]; }  // flush() first
 
  private:
+  static constexpr size_t kChunk = size_t(1) << 16;  // bins per context chunk (a power of 2)
+  void replay(size_t ctx);  // replays the context's pending bins and empties its chunk
   struct Track {
     int16_t x[9], y[9];  // Context's x_ and y_ under each init set
     uint64_t bits[9];
@@ -136,8 +146,12 @@ class InitSetEstimator {
       }
     }
   };
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
   std::vector<Track> tracks_;
-  std::vector<std::vector<uint8_t>> bins_;  // pending bins per context
+  std::unique_ptr<uint8_t, Free> chunks_;  // kChunk bins per context, aligned to kChunk
+  std::vector<uint8_t*> next_;             // where each context's next bin goes
 };
 
 class BinEncoder {
@@ -304,12 +318,12 @@ inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
     range_ = lps_range;
     bin = mps ^ 1;
     n = uint32_t(__builtin_clzll(range_)) - 16;  // back to [256, 510]
+    range_ <<= n;
   } else {
-    range_ = mps_range;
     bin = mps;
     n = uint32_t(mps_range >> 47) ^ 1;
+    range_ = uint64_t(tables::kEngine.mps_range[256 * (state >> 7) + intptr_t(range_ >> 39) + (256 * 32 - 256)]) << 39;
   }
-  range_ <<= n;
   window_ <<= n;
   cnt_ -= int32_t(n);
   if (__builtin_expect(cnt_ < 0, 0)) fill(0);  // once per 33 to 40 bits of payload

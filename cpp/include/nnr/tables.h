@@ -15,6 +15,11 @@ struct EngineTables {
   // (|S0plusS1 >> 7| <= 31 for every reachable state); a state's 8 entries are adjacent, so
   // the range's part of the index is one shift.
   uint8_t lps[64 * 8];
+  // The range after decoding an MPS, renormalized: (range - rLPS) << (range - rLPS < 256),
+  // indexed 256 * ((S0plusS1 >> 7) + 32) + range - 256 for range in [256, 511]. The decoder's
+  // chain from range to range on its most frequent path is then one load (instead of the
+  // rLPS load, a subtraction and a shift).
+  uint16_t mps_range[64 * 256];
   // The decoder's rLPS, scaled like its range (<< 39), indexed 8 * ((S0plusS1 >> 7) + 32) +
   // (range >> 5) - 8: the range's row is its bits 5..7 and bit 8 is always set.
   uint64_t lps_scaled[64 * 8];

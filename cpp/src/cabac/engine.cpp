@@ -1,6 +1,9 @@
 // Arithmetic engine of DeepCABAC (the HEVC/VVC design with a 9-bit range).
 #include "nnr/cabac.h"
 
+#include <algorithm>
+#include <new>
+
 namespace nnr {
 
 // ---------------------------------------------------------------- encoder
@@ -88,16 +91,28 @@ void replay3(const uint8_t* bins, size_t n, int16_t* x16, int16_t* y16, uint64_t
 }
 }  // namespace
 
+InitSetEstimator::InitSetEstimator(size_t num_contexts) : tracks_(num_contexts), next_(num_contexts) {
+  for (Track& t : tracks_) t.init();
+  // Only the pages a context's bins reach are ever touched.
+  void* p = std::aligned_alloc(kChunk, std::max<size_t>(1, num_contexts) * kChunk);
+  if (p == nullptr) throw std::bad_alloc();
+  chunks_.reset(static_cast<uint8_t*>(p));
+  for (size_t c = 0; c < num_contexts; ++c) next_[c] = chunks_.get() + c * kChunk;
+}
+
+void InitSetEstimator::replay(size_t c) {
+  uint8_t* const start = chunks_.get() + c * kChunk;
+  const size_t n = size_t(next_[c] - start);
+  if (n == 0) return;
+  Track& t = tracks_[c];
+  replay3<0, 1, 2>(start, n, t.x, t.y, t.bits);
+  replay3<3, 4, 5>(start, n, t.x, t.y, t.bits);
+  replay3<6, 7, 8>(start, n, t.x, t.y, t.bits);
+  next_[c] = start;
+}
+
 void InitSetEstimator::flush() {
-  for (size_t c = 0; c < bins_.size(); ++c) {
-    std::vector<uint8_t>& b = bins_[c];
-    if (b.empty()) continue;
-    Track& t = tracks_[c];
-    replay3<0, 1, 2>(b.data(), b.size(), t.x, t.y, t.bits);
-    replay3<3, 4, 5>(b.data(), b.size(), t.x, t.y, t.bits);
-    replay3<6, 7, 8>(b.data(), b.size(), t.x, t.y, t.bits);
-    b.clear();
-  }
+  for (size_t c = 0; c < next_.size(); ++c) replay(c);
 }
 
 int InitSetEstimator::best(int ctx) const {

@@ -207,9 +207,18 @@ constexpr void make_state_update(EngineTables& t) {
   }
 }
 
+constexpr void make_mps_range(EngineTables& t) {
+  for (int j = 0; j < 64; ++j)
+    for (int range = 256; range < 512; ++range) {
+      const int r = range - t.lps[j * 8 + (range >> 5) - 8];
+      t.mps_range[j * 256 + range - 256] = uint16_t(r < 256 ? 2 * r : r);
+    }
+}
+
 constexpr EngineTables make_engine_tables() {
   EngineTables t{};
   make_lps_by_sign(t);
+  make_mps_range(t);
   make_state_update(t);
   return t;
 }
