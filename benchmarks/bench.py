@@ -279,6 +279,9 @@ def markdown(results: list[dict]) -> str:
                              f"{v['encode_s']:.2f} | | | | |")
     lines += ["", "| model | nnr 1 thread vs NNCodec: encode | decode | nnr all threads vs 1: encode |"
               " decode |", "|---|---|---|---|---|"]
+    def ratio(slow: dict | None, fast: dict | None, what: str) -> str:
+        return f"{slow[what]['seconds'] / fast[what]['seconds']:.1f}x" if slow and fast else "-"
+
     for r in results:
         runs = r.get("nnr") or r.get("nnr_streamed") or {}
         if not runs:
@@ -286,12 +289,8 @@ def markdown(results: list[dict]) -> str:
         one = runs.get("threads=1")
         most = runs[max(runs, key=lambda k: int(k.split("=")[1]))]
         nc = r.get("nncodec")
-        ratio = (lambda a, b: f"{a / b:.1f}x") if one else None
-        enc_nc = ratio(nc["encode"]["seconds"], one["encode"]["seconds"]) if nc and one else "-"
-        dec_nc = ratio(nc["decode"]["seconds"], one["decode"]["seconds"]) if nc and one else "-"
-        enc_t = ratio(one["encode"]["seconds"], most["encode"]["seconds"]) if one else "-"
-        dec_t = ratio(one["decode"]["seconds"], most["decode"]["seconds"]) if one else "-"
-        lines.append(f"| {r['model']} | {enc_nc} | {dec_nc} | {enc_t} | {dec_t} |")
+        lines.append(f"| {r['model']} | {ratio(nc, one, 'encode')} | {ratio(nc, one, 'decode')} | "
+                     f"{ratio(one, most, 'encode')} | {ratio(one, most, 'decode')} |")
     return "\n".join(lines) + "\n"
 
 
