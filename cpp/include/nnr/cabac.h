@@ -204,7 +204,7 @@ class BinDecoder {
   uint32_t decode_bypass();
   uint32_t decode_bypass_bins(uint32_t count);  // count <= 32
   uint32_t decode_terminate();
-  void entry_point_start() { range_ = uint64_t(256) << 39; }
+  void entry_point_start() { range_ = 256; }
   // Bits the value register has shifted in since the start of the payload (NNCodec's P).
   uint64_t bit_position() const { return 8ull * pos_ - 9 - static_cast<int64_t>(cnt_); }
   uint32_t offset9() const { return static_cast<uint32_t>(window_ >> 39); }
@@ -246,7 +246,9 @@ class BinDecoder {
   size_t size_;
   size_t pos_ = 0;         // bytes moved into the window
   uint64_t window_ = 0;    // value << 32 | read-ahead bits, zero below the bits held
-  uint64_t range_ = uint64_t(510) << 39;  // range, scaled like the value (<< 39)
+  // The range in [256, 510], not scaled like the value: the chain from one bin's range to the
+  // next is then one load on the MPS path (kEngine.mps_range indexed by the range itself).
+  uint32_t range_ = 510;
   int32_t cnt_ = -9;       // bits held below the offset (window bits [39 - cnt_, 39))
 };
 
@@ -303,11 +305,10 @@ inline void BinEncoder::encode_bypass_bins(uint32_t bins, uint32_t count) {
 
 inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
   const intptr_t state = ctx.state();
-  // rLPS by probability distance and the range's bits 5..7: range_ >> 44 == range >> 5 is in
+  // rLPS by probability distance and the range's bits 5..7: range_ >> 5 is in
   // [8, 15] (bit 8 is set), so no mask is needed.
-  const uint64_t lps_range =
-      tables::kEngine.lps_scaled[8 * (state >> 7) + intptr_t(range_ >> 44) + (8 * 32 - 8)];
-  const uint64_t mps_range = range_ - lps_range;
+  const uint64_t lps_range = tables::kEngine.lps_scaled[8 * (state >> 7) + intptr_t(range_ >> 5) + (8 * 32 - 8)];
+  const uint64_t mps_range = (uint64_t(range_) << 39) - lps_range;
   const uint32_t mps = state >= 0 ? 1u : 0u;
   uint32_t bin, n;
   // A branch rather than selects: the MPS path, by far the more frequent, then takes its
@@ -316,14 +317,15 @@ inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
   // form on real streams.
   if (window_ >= mps_range) {  // the offset falls into the LPS sub-range
     window_ -= mps_range;
-    range_ = lps_range;
     bin = mps ^ 1;
-    n = uint32_t(__builtin_clzll(range_)) - 16;  // back to [256, 510]
-    range_ <<= n;
+    n = uint32_t(__builtin_clzll(lps_range)) - 16;  // back to [256, 510]
+    range_ = uint32_t((lps_range << n) >> 39);
   } else {
     bin = mps;
     n = uint32_t(mps_range >> 47) ^ 1;
-    range_ = uint64_t(tables::kEngine.mps_range[256 * (state >> 7) + intptr_t(range_ >> 39) + (256 * 32 - 256)]) << 39;
+    const uint16_t* row = tables::kEngine.mps_range + 256 * (state >> 7) + (256 * 32 - 256);
+    asm("" : "+r"(row));  // the row apart: range to range is then one load (base + index)
+    range_ = row[range_];
   }
   window_ <<= n;
   cnt_ -= int32_t(n);
@@ -340,8 +342,9 @@ inline uint32_t BinDecoder::decode(Context& ctx) {
 inline uint32_t BinDecoder::decode_bypass() {
   window_ <<= 1;
   if (__builtin_expect(--cnt_ < 0, 0)) fill(0);
-  if (window_ >= range_) {
-    window_ -= range_;
+  const uint64_t range = uint64_t(range_) << 39;
+  if (window_ >= range) {
+    window_ -= range;
     return 1;
   }
   return 0;
@@ -353,14 +356,14 @@ inline uint32_t BinDecoder::decode_bypass_bins(uint32_t count) {
   // missing; reading them up front throws in exactly the same cases.
   if (cnt_ < int32_t(count)) fill(int32_t(count));
   cnt_ -= int32_t(count);
-  if (range_ == uint64_t(256) << 39) {
+  if (range_ == 256) {
     // After an entry point the reference takes the bins as the next bits of the offset and
     // keeps the value to 15 bits (value = (value << n) & 0x7FFF, value bit 15 = window bit 47).
     const uint32_t bins = uint32_t(window_ >> (47 - count)) & uint32_t((uint64_t(1) << count) - 1);
     window_ = (window_ << count) & ((uint64_t(1) << 47) - 1);
     return bins;
   }
-  const uint64_t range = range_;
+  const uint64_t range = uint64_t(range_) << 39;
   uint64_t w = window_;
   uint32_t bins = 0;
   for (uint32_t i = 0; i < count; ++i) {  // bin by bin as decode_bypass, without the refills

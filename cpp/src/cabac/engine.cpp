@@ -137,13 +137,13 @@ void BinDecoder::truncated(size_t size) {
 BinDecoder::BinDecoder(const uint8_t* data, size_t size) : data_(data), size_(size) { fill(0); }
 
 uint32_t BinDecoder::decode_terminate() {
-  const uint64_t range = range_ - (uint64_t(2) << 39);
+  const uint32_t range = range_ - 2;
   // A 1 ends the payload. The reference leaves range - 2 behind, which nothing observes (the
   // position and the stop pattern do not depend on it); keeping the range in [256, 510] keeps
   // any further (meaningless) decoding free of undefined shifts.
-  if (window_ >= range) return 1;
+  if (window_ >= uint64_t(range) << 39) return 1;
   range_ = range;
-  if (range_ < uint64_t(256) << 39) {
+  if (range_ < 256) {
     range_ += range_;
     window_ <<= 1;
     if (--cnt_ < 0) fill(0);
@@ -168,7 +168,7 @@ BinDecoder BinDecoder::at_entry_point(uint64_t bit_position, uint32_t offset9) c
   const uint32_t value = (offset9 << 7) + ((uint32_t(data_[bytes - 1]) << (8 + needed)) & 127);
   d.pos_ = size_t(bytes);
   d.cnt_ = -1 - needed;
-  d.range_ = uint64_t(256) << 39;
+  d.range_ = 256;
   d.window_ = uint64_t(value) << 32;
   return d;
 }

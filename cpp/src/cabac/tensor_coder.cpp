@@ -72,11 +72,12 @@ struct LocalCoderSink {
   void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
 };
 
-// Walks the positions of a tensor in scan order: code(pos) for coded positions,
+// Walks the positions of a tensor in scan order as runs of consecutive positions:
+// code(start, count) for the coded positions start .. start + count - 1 of one row of a block,
 // skip() for a skipped row segment, block_row_end() between block rows.
 template <class Code, class Skip, class End>
-void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end,
-          uint32_t first_block_row = 0, uint32_t end_block_row = ~0u) {
+void walk_runs(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end,
+               uint32_t first_block_row = 0, uint32_t end_block_row = ~0u) {
   const int scan = p.effective_scan();
   const uint32_t bw = scan ? (4u << scan) : p.cols;
   const uint32_t bh = scan ? (4u << scan) : p.rows;
@@ -88,16 +89,31 @@ void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& sk
     const uint32_t y1 = std::min(p.rows, y0 + bh);
     for (uint32_t x0 = 0; x0 < p.cols; x0 += bw) {
       const uint32_t x1 = std::min(p.cols, x0 + bw);
+      if (scan == 0 && row_skip == nullptr) {  // raster without skipped rows: one run
+        code(uint64_t(0), uint64_t(p.rows) * p.cols);
+        continue;
+      }
       for (uint32_t y = y0; y < y1; ++y) {
         if (row_skip && row_skip[y]) {
           skip();
           continue;
         }
-        const uint64_t row = uint64_t(y) * p.cols;
-        for (uint32_t x = x0; x < x1; ++x) code(row + x);
+        code(uint64_t(y) * p.cols + x0, uint64_t(x1 - x0));
       }
     }
   }
+}
+
+// walk_runs position by position: code(pos).
+template <class Code, class Skip, class End>
+void walk(const TensorParams& p, const uint8_t* row_skip, Code&& code, Skip&& skip, End&& block_row_end,
+          uint32_t first_block_row = 0, uint32_t end_block_row = ~0u) {
+  walk_runs(
+      p, row_skip,
+      [&](uint64_t start, uint64_t count) {
+        for (uint64_t pos = start; pos < start + count; ++pos) code(pos);
+      },
+      skip, block_row_end, first_block_row, end_block_row);
 }
 
 bool payload_flags_present(const TensorParams& p) {
@@ -201,78 +217,119 @@ class TensorDecoder {
   int decode_rows_plain(BinDecoder& dec, Context* ctx, int state, int32_t* out, const uint8_t* skip,
                         std::vector<EntryPointState>& eps, uint32_t first, uint32_t end) {
     const bool dq = p_.dq;
-    const bool legacy = p_.legacy_v03;
     const uint32_t cols = p_.cols;
-    const uint32_t num_gtx = L_.num_gtx;
-    const uint32_t cap = legacy ? 32 : 31;  // remainder prefix bins
     const size_t num_ctx = size_t(L_.size());
-    Context* const rem = ctx + L_.rem();
-    int cls = 0;  // Modeler::cls of the previous level
-    walk(
+    const PlainRun run{ctx, ctx + L_.rem(), L_.num_gtx, p_.legacy_v03 ? 32u : 31u, p_.legacy_v03};
+    uint32_t st = uint32_t(state), cls = 0;  // DQ state, Modeler::cls of the previous level
+    walk_runs(
         p_, skip,
-        [&](uint64_t pos) {
-          // Bins the loop branches on anyway are decoded with decode_raw and the context is
-          // updated with the then known constant bin.
-          Context& sig = ctx[Layout::kSig + 3 * state + cls];
-          if (!dec.decode_raw(sig)) {
-            sig.update(0);
-            out[pos] = 0;
-            cls = 0;
-            if (dq) state = kDqNext[state][0];
-            return;
-          }
-          sig.update(1);
-          const uint32_t negative = dec.decode(ctx[Layout::kSign + cls]);
-          // Greater-than flags until a 0 or num_gtx of them; v = 1 + the number of ones.
-          Context* const g0 = ctx + Layout::kGtx + negative;
-          Context* const g_end = g0 + 2 * num_gtx;
-          Context* g = g0;
-          do {
-            if (!dec.decode_raw(*g)) {
-              g->update(0);
-              break;
-            }
-            g->update(1);
-            g += 2;
-          } while (g != g_end);
-          uint64_t v = 1 + uint64_t(g - g0) / 2;
-          if (g == g_end) {  // all num_gtx flags set: remainder
-            // Prefix: ones until a 0 or cap of them; each 1 adds 2^i (bits ones: 2^bits - 1).
-            uint32_t bits = 0;
-            for (; bits < cap; ++bits) {
-              if (!dec.decode_raw(rem[bits])) {
-                rem[bits].update(0);
-                break;
-              }
-              rem[bits].update(1);
-            }
-            v += (uint64_t(1) << bits) - 1;
-            if (legacy && bits == cap) throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
-            v += dec.decode_bypass_bins(bits);
-            if (v > (uint64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
-          }
-          int64_t k = negative ? -int64_t(v) : int64_t(v);
-          if (dq) {
-            k = 2 * k + (negative ? (state & 1) : -(state & 1));
-            state = kDqNext[state][v & 1];
-          }
-          if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
-            throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
-          out[pos] = int32_t(k);
-          cls = negative ? 1 : 2;
+        [&](uint64_t start, uint64_t count) {
+          if (dq)
+            decode_run<true>(dec, run, out + start, count, st, cls);
+          else
+            decode_run<false>(dec, run, out + start, count, st, cls);
         },
         [&]() {
           if (dq)
-            for (uint32_t a = 0; a < cols; ++a) state = kDqNext[state][0];
+            for (uint32_t a = 0; a < cols; ++a) st = dq_next(st, 0);
         },
         [&]() {
           for (size_t i = 0; i < num_ctx; ++i) ctx[i].reset();
           cls = 0;
           dec.entry_point_start();
-          eps.push_back({dec.bit_position(), dec.offset9(), uint32_t(state)});
+          eps.push_back({dec.bit_position(), dec.offset9(), st});
         },
         first, end);
-    return state;
+    return int(st);
+  }
+
+  // What decode_run needs of the tensor (one register-friendly bundle).
+  struct PlainRun {
+    Context* ctx;  // the context store
+    Context* rem;  // ctx + Layout::rem()
+    uint32_t num_gtx;
+    uint32_t cap;  // remainder prefix bins
+    bool legacy;
+  };
+
+  // kDqNext as one constant: the next state of `state` after a level of parity `parity`.
+  static constexpr uint64_t kDqNextPacked = [] {
+    uint64_t k = 0;
+    for (int s = 0; s < 8; ++s)
+      for (int b = 0; b < 2; ++b) k |= uint64_t(kDqNext[s][b]) << (8 * s + 4 * b);
+    return k;
+  }();
+  static uint32_t dq_next(uint32_t state, uint32_t parity) {
+    return uint32_t(kDqNextPacked >> (8 * state + 4 * parity)) & 7u;
+  }
+
+  // decode_rows_plain's levels at `count` consecutive positions. Everything the loop carries
+  // (the decoder's registers, the DQ state, the neighbour class) is a local here, so that it
+  // stays in registers; the DQ transition is a shift of a constant rather than a table load
+  // (it sits on the path from one level's last bin to the next level's first context).
+  template <bool kDq>
+  static void decode_run(BinDecoder& dec_io, const PlainRun& r, int32_t* out, uint64_t count, uint32_t& state_io,
+                         uint32_t& cls_io) {
+    BinDecoder dec = dec_io;
+    Context* const ctx = r.ctx;
+    Context* const rem = r.rem;
+    const uint32_t num_gtx = r.num_gtx;
+    uint32_t state = state_io, cls = cls_io;
+    for (int32_t* const out_end = out + count; out != out_end; ++out) {
+      // Bins the loop branches on anyway are decoded with decode_raw and the context is
+      // updated with the then known constant bin.
+      Context& sig = ctx[Layout::kSig + 3 * state + cls];
+      if (!dec.decode_raw(sig)) {
+        sig.update(0);
+        *out = 0;
+        cls = 0;
+        if (kDq) state = dq_next(state, 0);
+        continue;
+      }
+      sig.update(1);
+      const uint32_t negative = dec.decode(ctx[Layout::kSign + cls]);
+      // Greater-than flags until a 0 or num_gtx of them; v = 1 + the number of ones.
+      Context* const g0 = ctx + Layout::kGtx + negative;
+      Context* const g_end = g0 + 2 * num_gtx;
+      Context* g = g0;
+      do {
+        if (!dec.decode_raw(*g)) {
+          g->update(0);
+          break;
+        }
+        g->update(1);
+        g += 2;
+      } while (g != g_end);
+      uint64_t v = 1 + uint64_t(g - g0) / 2;
+      if (g == g_end) {  // all num_gtx flags set: remainder
+        // Prefix: ones until a 0 or cap of them; each 1 adds 2^i (bits ones: 2^bits - 1).
+        uint32_t bits = 0;
+        for (; bits < r.cap; ++bits) {
+          if (!dec.decode_raw(rem[bits])) {
+            rem[bits].update(0);
+            break;
+          }
+          rem[bits].update(1);
+        }
+        v += (uint64_t(1) << bits) - 1;
+        if (r.legacy && bits == r.cap) throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
+        v += dec.decode_bypass_bins(bits);
+        if (v > (uint64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+      }
+      int64_t k = negative ? -int64_t(v) : int64_t(v);
+      if (kDq) {
+        const int64_t odd = int64_t(state & 1);
+        k = 2 * k + (negative ? odd : -odd);
+        state = dq_next(state, uint32_t(v & 1));
+      }
+      if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
+        throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+      *out = int32_t(k);
+      cls = negative ? 1 : 2;
+    }
+    dec_io = dec;
+    state_io = state;
+    cls_io = cls;
   }
 
   int decode_rows_general(BinDecoder& dec, Context* ctx, int state, int32_t* out, bool tca, const uint8_t* hist,
