@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "nnr/errors.h"
@@ -147,7 +148,7 @@ class InitSetEstimator {
     }
   };
   struct Free {
-    void operator()(uint8_t* p) const { std::free(p); }
+    void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t(kChunk)); }
   };
   std::vector<Track> tracks_;
   std::unique_ptr<uint8_t, Free> chunks_;  // kChunk bins per context, aligned to kChunk

@@ -94,9 +94,8 @@ void replay3(const uint8_t* bins, size_t n, int16_t* x16, int16_t* y16, uint64_t
 InitSetEstimator::InitSetEstimator(size_t num_contexts) : tracks_(num_contexts), next_(num_contexts) {
   for (Track& t : tracks_) t.init();
   // Only the pages a context's bins reach are ever touched.
-  void* p = std::aligned_alloc(kChunk, std::max<size_t>(1, num_contexts) * kChunk);
-  if (p == nullptr) throw std::bad_alloc();
-  chunks_.reset(static_cast<uint8_t*>(p));
+  // (aligned operator new: C++17 everywhere, unlike std::aligned_alloc, which MSVC lacks)
+  chunks_.reset(static_cast<uint8_t*>(::operator new(std::max<size_t>(1, num_contexts) * kChunk, std::align_val_t(kChunk))));
   for (size_t c = 0; c < num_contexts; ++c) next_[c] = chunks_.get() + c * kChunk;
 }
 
