@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 #include "nnr/errors.h"
@@ -69,10 +70,19 @@ nnr::TensorParams to_params(const ParamTuple& t) {
 
 nb::bytes to_bytes(const std::vector<uint8_t>& v) { return nb::bytes(reinterpret_cast<const char*>(v.data()), v.size()); }
 
-nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> new_i32(std::vector<int32_t>* owned) {
-  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
-  return nb::ndarray<nb::numpy, int32_t, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
-}
+// Output arrays are allocated without initialization (their pages are first touched by the
+// native code that fills them, with the GIL released) and handed to numpy with their owner.
+template <class T>
+struct Owned {
+  std::unique_ptr<T[]> data;
+  size_t size;
+  explicit Owned(size_t n) : data(new T[n]), size(n) {}
+  nb::ndarray<nb::numpy, T, nb::ndim<1>> release() {
+    T* p = data.release();
+    nb::capsule owner(p, [](void* q) noexcept { delete[] static_cast<T*>(q); });
+    return nb::ndarray<nb::numpy, T, nb::ndim<1>>(p, {size}, owner);
+  }
+};
 
 nb::tuple side_to_python(const nnr::TensorSide& s) {
   nb::list eps;
@@ -84,24 +94,22 @@ nb::tuple side_to_python(const nnr::TensorSide& s) {
 nb::tuple decode_payload(U8Array data, const std::vector<ParamTuple>& tuples) {
   std::vector<nnr::TensorParams> params;
   for (const auto& t : tuples) params.push_back(to_params(t));
-  std::vector<std::vector<int32_t>*> bufs;
+  std::vector<Owned<int32_t>> bufs;  // every position is written by the decoder
   std::vector<int32_t*> outs;
+  bufs.reserve(params.size());
   for (const auto& p : params) {
-    bufs.push_back(new std::vector<int32_t>(p.size()));
-    outs.push_back(bufs.back()->data());
+    bufs.emplace_back(p.size());
+    outs.push_back(bufs.back().data.get());
   }
   std::vector<nnr::TensorSide> side;
   size_t consumed = 0;
-  try {
+  {
     nb::gil_scoped_release release;
     consumed = nnr::decode_payload(data.data(), data.shape(0), params, outs, side);
-  } catch (...) {
-    for (auto* b : bufs) delete b;
-    throw;
   }
   nb::list levels, sides;
   for (size_t i = 0; i < bufs.size(); ++i) {
-    levels.append(new_i32(bufs[i]));
+    levels.append(bufs[i].release());
     sides.append(side_to_python(side[i]));
   }
   return nb::make_tuple(levels, sides, consumed);
@@ -147,28 +155,25 @@ nb::ndarray<nb::numpy, int32_t, nb::ndim<1>> quantize(F32Array w, uint32_t rows,
   shape.scan_order = scan_order;
   shape.num_gtx = num_gtx;
   if (w.shape(0) != shape.size()) throw nnr::Error(nnr::ErrorKind::Config, "weight array size differs from rows*cols");
-  auto* k = new std::vector<int32_t>(shape.size());
+  Owned<int32_t> k(shape.size());
   bool ok;
   {
     nb::gil_scoped_release release;
-    ok = dq ? nnr::quantize_dependent_rd(w.data(), k->data(), shape, step, lambda_scale)
-            : nnr::quantize_uniform_rd(w.data(), k->data(), shape, step, lambda_scale);
+    std::fill(k.data.get(), k.data.get() + k.size, 0);
+    ok = dq ? nnr::quantize_dependent_rd(w.data(), k.data.get(), shape, step, lambda_scale)
+            : nnr::quantize_uniform_rd(w.data(), k.data.get(), shape, step, lambda_scale);
   }
-  if (!ok) {
-    delete k;
-    throw nnr::Error(nnr::ErrorKind::Config, "quantization levels overflow 32 bits at this step size");
-  }
-  return new_i32(k);
+  if (!ok) throw nnr::Error(nnr::ErrorKind::Config, "quantization levels overflow 32 bits at this step size");
+  return k.release();
 }
 
 nb::ndarray<nb::numpy, float, nb::ndim<1>> dequantize(I32Array k, float step) {
-  auto* w = new std::vector<float>(k.shape(0));
+  Owned<float> w(k.shape(0));
   {
     nb::gil_scoped_release release;
-    nnr::dequantize(k.data(), w->data(), k.shape(0), step);
+    nnr::dequantize(k.data(), w.data.get(), w.size, step);
   }
-  nb::capsule owner(w, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-  return nb::ndarray<nb::numpy, float, nb::ndim<1>>(w->data(), {w->size()}, owner);
+  return w.release();
 }
 
 const char* error_class(nnr::ErrorKind kind) {

@@ -181,8 +181,8 @@ class TensorDecoder {
     side.entry_points.clear();
     if (first_row_reset(p_)) dec_.entry_point_start();
 
-    std::fill(out, out + p_.size(), 0);
     const uint8_t* skip = side.row_skip_enabled ? side.row_skip.data() : nullptr;
+    if (skip) std::fill(out, out + p_.size(), 0);  // skipped rows are zero; the rest is written
     const uint32_t rows = p_.block_rows();
     if (p_.threads > 1 && rows > 1 && p_.entry_point_deltas.size() + 1 == rows) {
       decode_parallel(out, side, tca, hist, skip, rows);
