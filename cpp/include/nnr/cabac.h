@@ -14,6 +14,14 @@
 #include "nnr/errors.h"
 #include "nnr/tables.h"
 
+// The bin coders' hot paths must be inlined into the tensor loops (their state then lives in
+// registers); GCC's and Clang's inliner may otherwise give up on a large loop body.
+#if defined(__GNUC__)
+#define NNR_HOT_INLINE inline __attribute__((always_inline))
+#else
+#define NNR_HOT_INLINE inline
+#endif
+
 namespace nnr {
 
 // One adaptive binary context: fast state S0 and slow state S1 (the reference keeps S0 and
@@ -255,7 +263,7 @@ class BinDecoder {
 
 // ---- hot paths, inline so that the tensor loop keeps the coder state in registers
 
-inline void BinEncoder::encode(uint32_t bin, Context& ctx) {
+NNR_HOT_INLINE void BinEncoder::encode(uint32_t bin, Context& ctx) {
   const uint32_t lps = ctx.rlps(range_);
   range_ -= lps;
   // The MPS path renormalizes without a branch (whether its range fell below 256 is close to a
@@ -304,7 +312,7 @@ inline void BinEncoder::encode_bypass_bins(uint32_t bins, uint32_t count) {
   if (bits_left_ < 12) write_out();
 }
 
-inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
+NNR_HOT_INLINE uint32_t BinDecoder::decode_raw(const Context& ctx) {
   const intptr_t state = ctx.state();
   // rLPS by probability distance and the range's bits 5..7: range_ >> 5 is in
   // [8, 15] (bit 8 is set), so no mask is needed.
@@ -334,7 +342,7 @@ inline uint32_t BinDecoder::decode_raw(const Context& ctx) {
   return bin;
 }
 
-inline uint32_t BinDecoder::decode(Context& ctx) {
+NNR_HOT_INLINE uint32_t BinDecoder::decode(Context& ctx) {
   const uint32_t bin = decode_raw(ctx);
   ctx.update(bin);
   return bin;

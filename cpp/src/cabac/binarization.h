@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "nnr/cabac.h"  // NNR_HOT_INLINE
+
 namespace nnr::detail {
 
 // DQ state transition, indexed [state][parity of q].
@@ -122,7 +124,7 @@ void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int s
 // Contexts are the sink's handles (Sink::at(index)): an index, or a pointer into the context
 // store, so that the coder steps from context to context without recomputing addresses.
 template <class Sink, class Handle>
-inline void code_level_plain(Sink& s, const Layout& L, int32_t value, Handle sig_ctx, Handle sign_ctx) {
+NNR_HOT_INLINE void code_level_plain(Sink& s, const Layout& L, int32_t value, Handle sig_ctx, Handle sign_ctx) {
   if (value == 0) {
     s.bin(0, sig_ctx);
     return;

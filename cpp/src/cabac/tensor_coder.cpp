@@ -67,9 +67,9 @@ struct LocalCoderSink {
   BinEncoder enc;
   Context* ctx;
   Context* at(int c) const { return ctx + c; }
-  void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
-  void bin(uint32_t b, Context* c) { enc.encode(b, *c); }
-  void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
+  NNR_HOT_INLINE void bin(uint32_t b, int c) { enc.encode(b, ctx[c]); }
+  NNR_HOT_INLINE void bin(uint32_t b, Context* c) { enc.encode(b, *c); }
+  NNR_HOT_INLINE void bypass(uint32_t bins, uint32_t count) { enc.encode_bypass_bins(bins, count); }
 };
 
 // Walks the positions of a tensor in scan order as runs of consecutive positions:
@@ -533,28 +533,51 @@ class TensorEncoder {
   // The common case (see code_level_plain): no codebook, no TCA, no HDSP; the contexts depend
   // only on the DQ state and the class of the previous level.
   void encode_rows_plain(const int32_t* k, const uint8_t* skip) {
-    LocalCoderSink sink{enc_, ctx_.data()};
+    Context* const ctx = ctx_.data();
     const size_t num_ctx = ctx_.size();
-    int state = 0;
-    int cls = 0;  // Modeler::cls of the previous level
-    walk(
+    const bool dq = p_.dq;
+    uint32_t state = 0, cls = 0;  // DQ state, Modeler::cls of the previous level
+    walk_runs(
         p_, skip,
-        [&](uint64_t pos) {
-          const int32_t q = q_of(k[pos], state);
-          code_level_plain(sink, L_, q, sink.at(Layout::kSig + 3 * state + cls), sink.at(Layout::kSign + cls));
-          cls = Modeler::cls(q);
-          if (p_.dq) state = kDqNext[state][q & 1];
+        [&](uint64_t start, uint64_t count) {
+          if (dq)
+            encode_run<true>(enc_, ctx, L_, k + start, count, state, cls);
+          else
+            encode_run<false>(enc_, ctx, L_, k + start, count, state, cls);
         },
         [&]() {
-          if (p_.dq)
+          if (dq)
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (size_t i = 0; i < num_ctx; ++i) sink.ctx[i].reset();
+          for (size_t i = 0; i < num_ctx; ++i) ctx[i].reset();
           cls = 0;
-          sink.enc.entry_point_start();
+          enc_.entry_point_start();
         });
-    enc_ = sink.enc;
+  }
+
+  // encode_rows_plain's levels at `count` consecutive positions, on a local copy of the
+  // encoder (its state then stays in registers: a copy reached through a lambda's reference
+  // was written back to memory at every bin).
+  template <bool kDq>
+  static void encode_run(BinEncoder& enc_io, Context* ctx, const Layout& L, const int32_t* k, uint64_t count,
+                         uint32_t& state_io, uint32_t& cls_io) {
+    LocalCoderSink sink{enc_io, ctx};
+    uint32_t state = state_io, cls = cls_io;
+    for (const int32_t* const end = k + count; k != end; ++k) {
+      int32_t q = *k;
+      if (kDq && q != 0) {
+        const int64_t v = int64_t(q) + (q < 0 ? -int64_t(state & 1) : int64_t(state & 1));
+        if (v & 1) throw Error(ErrorKind::Config, "level not representable in the current DQ state");
+        q = int32_t(v >> 1);
+      }
+      code_level_plain(sink, L, q, sink.at(Layout::kSig + 3 * int(state) + int(cls)), sink.at(Layout::kSign + int(cls)));
+      cls = uint32_t(Modeler::cls(q));
+      if (kDq) state = uint32_t(kDqNext[state][q & 1]);
+    }
+    enc_io = sink.enc;
+    state_io = state;
+    cls_io = cls;
   }
 
   void encode_rows_general(const int32_t* k, bool tca, const uint8_t* hist, const uint8_t* skip) {
