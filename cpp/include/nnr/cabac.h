@@ -332,9 +332,11 @@ NNR_HOT_INLINE uint32_t BinDecoder::decode_raw(const Context& ctx) {
   } else {
     bin = mps;
     n = uint32_t(mps_range >> 47) ^ 1;
-    const uint16_t* row = tables::kEngine.mps_range + 256 * (state >> 7) + (256 * 32 - 256);
-    asm("" : "+r"(row));  // the row apart: range to range is then one load (base + index)
-    range_ = row[range_];
+    // The row apart (an empty asm keeps the compiler from folding it into the range's index):
+    // range to range is then one load, base + index + displacement.
+    const uint16_t* row = tables::kEngine.mps_range + 256 * ((state >> 7) + 32);
+    asm("" : "+r"(row));
+    range_ = row[intptr_t(range_) - 256];
   }
   window_ <<= n;
   cnt_ -= int32_t(n);

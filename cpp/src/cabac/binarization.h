@@ -63,7 +63,7 @@ struct Codebook {
 // Binarization of one quantization index q, shared by the coder and the init-set estimator
 // (Sink::bin(bin, ctx) and Sink::bypass(bins, count)).
 template <class Sink>
-void code_remainder(Sink& s, const Layout& L, uint32_t value, int64_t rem_max) {
+NNR_HOT_INLINE void code_remainder(Sink& s, const Layout& L, uint32_t value, int64_t rem_max) {
   uint32_t base = 0, lg = 0;
   int ctx = L.rem();
   if (value == 0) {
@@ -83,7 +83,7 @@ void code_remainder(Sink& s, const Layout& L, uint32_t value, int64_t rem_max) {
 }
 
 template <class Sink>
-void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int state, const Codebook& cb) {
+NNR_HOT_INLINE void code_level(Sink& s, const Layout& L, const Modeler& m, int32_t value, int state, const Codebook& cb) {
   if (cb.size == 1) return;  // a one-entry codebook: nothing is coded
   const uint32_t sig = value != 0;
   s.bin(sig, m.sig(state));

@@ -336,22 +336,9 @@ class TensorDecoder {
                           const uint8_t* skip, std::vector<EntryPointState>& eps, uint32_t first, uint32_t end) {
     Modeler m;
     const size_t num_ctx = size_t(L_.size());
-    walk(
+    walk_runs(
         p_, skip,
-        [&](uint64_t pos) {
-          if (tca) m.base = p_.tca_base[pos];
-          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
-          const int64_t q = decode_level(dec, ctx, m, state);
-          m.neighbour = int32_t(q);
-          int64_t k = q;
-          if (p_.dq) {
-            if (q != 0) k = 2 * q + (q < 0 ? (state & 1) : -(state & 1));
-            state = kDqNext[state][q & 1];
-          }
-          if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
-            throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
-          out[pos] = int32_t(k);
-        },
+        [&](uint64_t start, uint64_t count) { decode_run_general(dec, ctx, out, start, count, tca, hist, state, m); },
         [&]() {
           if (p_.dq)
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
@@ -364,6 +351,32 @@ class TensorDecoder {
         },
         first, end);
     return state;
+  }
+
+  // decode_rows_general's positions start .. start + count - 1 on a local copy of the decoder
+  // (as decode_run).
+  void decode_run_general(BinDecoder& dec_io, Context* ctx, int32_t* out, uint64_t start, uint64_t count, bool tca,
+                          const uint8_t* hist, int& state_io, Modeler& m_io) const {
+    BinDecoder dec = dec_io;
+    int state = state_io;
+    Modeler m = m_io;
+    for (uint64_t pos = start; pos < start + count; ++pos) {
+      if (tca) m.base = p_.tca_base[pos];
+      if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+      const int64_t q = decode_level(dec, ctx, m, state);
+      m.neighbour = int32_t(q);
+      int64_t k = q;
+      if (p_.dq) {
+        if (q != 0) k = 2 * q + (q < 0 ? (state & 1) : -(state & 1));
+        state = kDqNext[state][q & 1];
+      }
+      if (k > std::numeric_limits<int32_t>::max() || k < std::numeric_limits<int32_t>::min())
+        throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
+      out[pos] = int32_t(k);
+    }
+    dec_io = dec;
+    state_io = state;
+    m_io = m;
   }
 
   // Block rows in parallel: chunk c starts at its entry point, and must end exactly where the
@@ -426,7 +439,7 @@ class TensorDecoder {
   }
 
  private:
-  int64_t decode_level(BinDecoder& dec, Context* ctx, const Modeler& m, int state) {
+  NNR_HOT_INLINE int64_t decode_level(BinDecoder& dec, Context* ctx, const Modeler& m, int state) const {
     if (p_.profile == 1 && cb_.size == 1) return 0;
     if (!dec.decode(ctx[m.sig(state)])) return 0;
     int64_t v = 1;
@@ -525,10 +538,10 @@ class TensorEncoder {
   }
 
  private:
-  // The tensor loops work on a local copy of the encoder whose address is never taken (all of
-  // BinEncoder's coding functions are inline), so that its state lives in registers; the
-  // caller's encoder gets the final state. Each loop is a function of its own so that the
-  // compiler inlines walk() and the lambdas into it.
+  // The tensor loops run in kernels (encode_run, encode_run_general) on a local copy of the
+  // encoder whose address is never taken (the bin coders are forced inline), so that its state
+  // lives in registers; the caller's encoder gets the final state. (A copy reached through the
+  // walk lambdas' reference captures was written back to memory at every bin.)
 
   // The common case (see code_level_plain): no codebook, no TCA, no HDSP; the contexts depend
   // only on the DQ state and the class of the previous level.
@@ -581,30 +594,42 @@ class TensorEncoder {
   }
 
   void encode_rows_general(const int32_t* k, bool tca, const uint8_t* hist, const uint8_t* skip) {
-    LocalCoderSink sink{enc_, ctx_.data()};
+    Context* const ctx = ctx_.data();
     const size_t num_ctx = ctx_.size();
     int state = 0;
     Modeler m;
-    walk(
+    walk_runs(
         p_, skip,
-        [&](uint64_t pos) {
-          const int32_t q = q_of(k[pos], state);
-          if (tca) m.base = p_.tca_base[pos];
-          if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
-          code_level(sink, L_, m, q, state, cb_);
-          m.neighbour = q;
-          if (p_.dq) state = kDqNext[state][q & 1];
-        },
+        [&](uint64_t start, uint64_t count) { encode_run_general(enc_, ctx, k, start, count, tca, hist, state, m); },
         [&]() {
           if (p_.dq)
             for (uint32_t a = 0; a < p_.cols; ++a) state = kDqNext[state][0];
         },
         [&]() {
-          for (size_t i = 0; i < num_ctx; ++i) sink.ctx[i].reset();
+          for (size_t i = 0; i < num_ctx; ++i) ctx[i].reset();
           m = Modeler();
-          sink.enc.entry_point_start();
+          enc_.entry_point_start();
         });
-    enc_ = sink.enc;
+  }
+
+  // encode_rows_general's positions start .. start + count - 1 on a local copy of the encoder
+  // (as encode_run).
+  void encode_run_general(BinEncoder& enc_io, Context* ctx, const int32_t* k, uint64_t start, uint64_t count,
+                          bool tca, const uint8_t* hist, int& state_io, Modeler& m_io) const {
+    LocalCoderSink sink{enc_io, ctx};
+    int state = state_io;
+    Modeler m = m_io;
+    for (uint64_t pos = start; pos < start + count; ++pos) {
+      const int32_t q = q_of(k[pos], state);
+      if (tca) m.base = p_.tca_base[pos];
+      if (p_.profile == 1) m.hdsp = hist != nullptr && hist[pos] == 1;
+      code_level(sink, L_, m, q, state, cb_);
+      m.neighbour = q;
+      if (p_.dq) state = kDqNext[state][q & 1];
+    }
+    enc_io = sink.enc;
+    state_io = state;
+    m_io = m;
   }
 
   // q from the multiplier k at DQ state s (k = 2q - sgn(q)(s & 1)).
