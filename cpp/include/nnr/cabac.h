@@ -190,9 +190,10 @@ class BinEncoder {
 // The decoder keeps NNCodec's 32-bit value register (`value`: the offset scaled by 2^7; bits
 // above the 9-bit offset only occur in the invalid states corrupt data can lead to, and wrap
 // around as in the reference) in the top half of a 64-bit window whose lower half holds payload
-// bits read ahead: window = value << 32 | read-ahead. The range is scaled the same way
-// (range << 39), so every comparison and subtraction of the engine is the reference's, on
-// multiples of 2^39 where the read-ahead bits cannot change a decision. The reference reads a
+// bits read ahead: window = value << 32 | read-ahead. The range is compared and subtracted
+// scaled the same way (range << 39, rLPS from a table scaled alike), so every comparison and
+// subtraction of the engine is the reference's, on multiples of 2^39 where the read-ahead bits
+// cannot change a decision; the range itself is kept unscaled (see range_). The reference reads a
 // byte each time the offset runs out of bits; the window is refilled up to five bytes at a
 // time, and `cnt_` counts the bits it holds below the offset's least significant bit (window
 // bit 39). When the offset needs a bit (cnt_ < 0) that lies beyond the end of the payload, it

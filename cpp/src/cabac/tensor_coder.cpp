@@ -578,12 +578,7 @@ class TensorEncoder {
     LocalCoderSink sink{enc_io, ctx};
     uint32_t state = state_io, cls = cls_io;
     for (const int32_t* const end = k + count; k != end; ++k) {
-      int32_t q = *k;
-      if (kDq && q != 0) {
-        const int64_t v = int64_t(q) + (q < 0 ? -int64_t(state & 1) : int64_t(state & 1));
-        if (v & 1) throw Error(ErrorKind::Config, "level not representable in the current DQ state");
-        q = int32_t(v >> 1);
-      }
+      const int32_t q = kDq ? dq_level(*k, state) : *k;
       code_level_plain(sink, L, q, sink.at(Layout::kSig + 3 * int(state) + int(cls)), sink.at(Layout::kSign + int(cls)));
       cls = uint32_t(Modeler::cls(q));
       if (kDq) state = uint32_t(kDqNext[state][q & 1]);
@@ -633,9 +628,10 @@ class TensorEncoder {
   }
 
   // q from the multiplier k at DQ state s (k = 2q - sgn(q)(s & 1)).
-  int32_t q_of(int32_t k, int state) const {
-    if (!p_.dq || k == 0) return k;
-    const int64_t v = int64_t(k) + (k < 0 ? -(state & 1) : (state & 1));
+  int32_t q_of(int32_t k, int state) const { return p_.dq ? dq_level(k, uint32_t(state)) : k; }
+  static int32_t dq_level(int32_t k, uint32_t state) {
+    if (k == 0) return 0;
+    const int64_t v = int64_t(k) + (k < 0 ? -int64_t(state & 1) : int64_t(state & 1));
     if (v & 1) throw Error(ErrorKind::Config, "level not representable in the current DQ state");
     return int32_t(v >> 1);
   }
