@@ -13,6 +13,16 @@ namespace nnr::detail {
 // DQ state transition, indexed [state][parity of q].
 constexpr int kDqNext[8][2] = {{0, 2}, {7, 5}, {1, 3}, {6, 4}, {2, 0}, {5, 7}, {3, 1}, {4, 6}};
 
+// kDqNext as one 64-bit constant (a shift instead of a load, for the decoder, where the
+// transition lies on the path from one level's last bin to the next level's first context).
+constexpr uint64_t kDqNextPacked = [] {
+  uint64_t k = 0;
+  for (int s = 0; s < 8; ++s)
+    for (int b = 0; b < 2; ++b) k |= uint64_t(kDqNext[s][b]) << (8 * s + 4 * b);
+  return k;
+}();
+inline uint32_t dq_next(uint32_t state, uint32_t parity) { return uint32_t(kDqNextPacked >> (8 * state + 4 * parity)) & 7u; }
+
 // Context store layout (the indices only matter through the init-signalling order).
 struct Layout {
   explicit Layout(uint32_t n) : num_gtx(n) {}

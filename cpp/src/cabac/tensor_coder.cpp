@@ -219,15 +219,14 @@ class TensorDecoder {
     const bool dq = p_.dq;
     const uint32_t cols = p_.cols;
     const size_t num_ctx = size_t(L_.size());
-    const PlainRun run{ctx, ctx + L_.rem(), L_.num_gtx, p_.legacy_v03 ? 32u : 31u, p_.legacy_v03};
     uint32_t st = uint32_t(state), cls = 0;  // DQ state, Modeler::cls of the previous level
     walk_runs(
         p_, skip,
         [&](uint64_t start, uint64_t count) {
           if (dq)
-            decode_run<true>(dec, run, out + start, count, st, cls);
+            decode_run<true>(dec, ctx, L_, p_.legacy_v03, out + start, count, st, cls);
           else
-            decode_run<false>(dec, run, out + start, count, st, cls);
+            decode_run<false>(dec, ctx, L_, p_.legacy_v03, out + start, count, st, cls);
         },
         [&]() {
           if (dq)
@@ -243,37 +242,16 @@ class TensorDecoder {
     return int(st);
   }
 
-  // What decode_run needs of the tensor (one register-friendly bundle).
-  struct PlainRun {
-    Context* ctx;  // the context store
-    Context* rem;  // ctx + Layout::rem()
-    uint32_t num_gtx;
-    uint32_t cap;  // remainder prefix bins
-    bool legacy;
-  };
-
-  // kDqNext as one constant: the next state of `state` after a level of parity `parity`.
-  static constexpr uint64_t kDqNextPacked = [] {
-    uint64_t k = 0;
-    for (int s = 0; s < 8; ++s)
-      for (int b = 0; b < 2; ++b) k |= uint64_t(kDqNext[s][b]) << (8 * s + 4 * b);
-    return k;
-  }();
-  static uint32_t dq_next(uint32_t state, uint32_t parity) {
-    return uint32_t(kDqNextPacked >> (8 * state + 4 * parity)) & 7u;
-  }
-
   // decode_rows_plain's levels at `count` consecutive positions. Everything the loop carries
   // (the decoder's registers, the DQ state, the neighbour class) is a local here, so that it
-  // stays in registers; the DQ transition is a shift of a constant rather than a table load
-  // (it sits on the path from one level's last bin to the next level's first context).
+  // stays in registers; the DQ transition is dq_next (a shift, not a load).
   template <bool kDq>
-  static void decode_run(BinDecoder& dec_io, const PlainRun& r, int32_t* out, uint64_t count, uint32_t& state_io,
-                         uint32_t& cls_io) {
+  static void decode_run(BinDecoder& dec_io, Context* ctx, const Layout& L, bool legacy, int32_t* out, uint64_t count,
+                         uint32_t& state_io, uint32_t& cls_io) {
     BinDecoder dec = dec_io;
-    Context* const ctx = r.ctx;
-    Context* const rem = r.rem;
-    const uint32_t num_gtx = r.num_gtx;
+    Context* const rem = ctx + L.rem();
+    const uint32_t num_gtx = L.num_gtx;
+    const uint32_t cap = legacy ? 32 : 31;  // remainder prefix bins
     uint32_t state = state_io, cls = cls_io;
     for (int32_t* const out_end = out + count; out != out_end; ++out) {
       // Bins the loop branches on anyway are decoded with decode_raw and the context is
@@ -304,7 +282,7 @@ class TensorDecoder {
       if (g == g_end) {  // all num_gtx flags set: remainder
         // Prefix: ones until a 0 or cap of them; each 1 adds 2^i (bits ones: 2^bits - 1).
         uint32_t bits = 0;
-        for (; bits < r.cap; ++bits) {
+        for (; bits < cap; ++bits) {
           if (!dec.decode_raw(rem[bits])) {
             rem[bits].update(0);
             break;
@@ -312,7 +290,7 @@ class TensorDecoder {
           rem[bits].update(1);
         }
         v += (uint64_t(1) << bits) - 1;
-        if (r.legacy && bits == r.cap) throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
+        if (legacy && bits == cap) throw Error(ErrorKind::NonConforming, "remainder prefix longer than 32 bins");
         v += dec.decode_bypass_bins(bits);
         if (v > (uint64_t(1) << 31)) throw Error(ErrorKind::NonConforming, "decoded level exceeds 32 bits");
       }
