@@ -329,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per measurement of the in-memory models; the fastest is kept")
     args = ap.parse_args(argv)
+    repeat = max(1, args.repeat)
     peer = Path(args.peer) if (Path(args.peer) / "bin" / "python").exists() else None
     threads = (sorted({int(t) for t in args.threads.split(",")}) if args.threads else
                sorted({1, os.cpu_count() or 1}))
@@ -341,12 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             if name == "synthetic1b":
                 results.append(bench_synthetic(work, threads, args.quick))
             else:
-                results.append(bench_model(name, makers[name](), peer, work, threads,
-                                           max(1, args.repeat)))
+                results.append(bench_model(name, makers[name](), peer, work, threads, repeat))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "qp": QP, "dq": DQ, "repeat": max(1, args.repeat),
+            "qp": QP, "dq": DQ, "repeat": repeat,
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     (out / "bench.md").write_text(markdown(results))
